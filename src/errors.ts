@@ -1,0 +1,61 @@
+// Errors are values with an exit status. Only entry points (the CLI's top-level
+// handler and the hook) print them and exit; everything else throws.
+//
+// Exit statuses (documented in README.md):
+//   1  internal error (a bug, or something unexpected from the system)
+//   2  usage: a bad option or argument
+//   3  bad network definition (or one that conflicts with another)
+//   4  bad domain XML
+//   5  a required tool (ip, bridge, flock, virsh) is missing or failed
+//   6  timed out waiting for the host lock
+//   7  a kernel device conflicts with vxvirt (exists but was not created by it)
+//   8  a named network or domain does not exist
+//   9  libvirt refused the operation, or the bindings are missing
+
+export class VxvirtError extends Error {
+  readonly exitCode: number = 1;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class InternalError extends VxvirtError {
+  override readonly exitCode = 1;
+}
+export class UsageError extends VxvirtError {
+  override readonly exitCode = 2;
+}
+export class DefinitionError extends VxvirtError {
+  override readonly exitCode = 3;
+}
+export class DomainXmlError extends VxvirtError {
+  override readonly exitCode = 4;
+}
+export class ToolError extends VxvirtError {
+  override readonly exitCode = 5;
+}
+export class LockTimeoutError extends VxvirtError {
+  override readonly exitCode = 6;
+}
+export class DeviceConflictError extends VxvirtError {
+  override readonly exitCode = 7;
+}
+export class NotFoundError extends VxvirtError {
+  override readonly exitCode = 8;
+}
+export class LibvirtError extends VxvirtError {
+  override readonly exitCode = 9;
+}
+
+/** The one line printed for an error; a stack trace only with VXVIRT_DEBUG=1. */
+export function formatError(err: unknown, debug = process.env.VXVIRT_DEBUG === '1'): string {
+  if (debug && err instanceof Error && err.stack) return `vxvirt: ${err.stack}`;
+  const message = err instanceof Error ? err.message : String(err);
+  // Keep it to one line: stderr of a hook ends up inside libvirt's error text.
+  return `vxvirt: ${message.replace(/\s*\n\s*/g, '; ')}`;
+}
+
+export function exitCodeOf(err: unknown): number {
+  return err instanceof VxvirtError ? err.exitCode : 1;
+}

@@ -1,0 +1,201 @@
+// A vxvirt network: what `define-network` records and what the hook builds.
+// Pure: validation, device names and MTU rules, no I/O.
+import { isIP } from 'node:net';
+import { DefinitionError } from './errors.ts';
+
+export interface NetworkDefinition {
+  name: string;
+  vni: number;
+  /** Underlay device the VXLAN packets leave through (`dev` of the vxlan link). */
+  dev: string;
+  local?: string;
+  /** One entry: point-to-point (`remote`). Several: unicast head-end replication via fdb. */
+  remotes: string[];
+  /** Multicast group (`group`); exclusive with remotes. */
+  group?: string;
+  dstport: number;
+  /** Overlay MTU; absent = underlay MTU minus the encapsulation overhead. */
+  mtu?: number;
+  ttl?: number;
+  learning: boolean;
+}
+
+export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
+
+export const VNI_MAX = 16777215;
+export const DEFAULT_DSTPORT = 4789;
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+// Linux IFNAMSIZ is 16 including the NUL; '/', ':' and whitespace are not allowed.
+const IFNAME_PATTERN = /^[^\s/:]{1,15}$/;
+/** VXLAN encapsulation overhead: outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8. */
+export const OVERHEAD = { 4: 50, 6: 70 } as const;
+const MIN_MTU = 68;
+
+export const bridgeName = (vni: number): string => `vxbr${vni}`;
+export const vxlanName = (vni: number): string => `vxlan${vni}`;
+
+export function floodingMode(def: Pick<NetworkDefinition, 'remotes' | 'group'>): FloodingMode {
+  if (def.group) return 'multicast';
+  return def.remotes.length > 1 ? 'unicast' : 'point-to-point';
+}
+
+/** 4 or 6: the address family of the underlay, from the peer addresses. */
+export function underlayFamily(def: Pick<NetworkDefinition, 'remotes' | 'group' | 'local'>): 4 | 6 {
+  const addr = def.group ?? def.remotes[0] ?? def.local ?? '';
+  return isIP(addr) === 6 ? 6 : 4;
+}
+
+/**
+ * The overlay MTU on a host whose underlay device has `underlayMtu`.
+ * An explicit MTU larger than the underlay allows is refused: the kernel would
+ * refuse it too, but with a message that does not say why.
+ */
+export function overlayMtu(def: NetworkDefinition, underlayMtu: number): number {
+  const overhead = OVERHEAD[underlayFamily(def)];
+  const max = underlayMtu - overhead;
+  if (def.mtu === undefined) return max;
+  if (def.mtu > max) {
+    throw new DefinitionError(
+      `network ${def.name}: --mtu ${def.mtu} is larger than ${max} (underlay ${def.dev} MTU ${underlayMtu} minus ${overhead} for VXLAN over IPv${underlayFamily(def)})`,
+    );
+  }
+  return def.mtu;
+}
+
+function isMulticast(addr: string): boolean {
+  if (isIP(addr) === 4) {
+    const first = Number(addr.split('.')[0]);
+    return first >= 224 && first <= 239;
+  }
+  return /^ff/i.test(addr);
+}
+
+function isUnspecified(addr: string): boolean {
+  return addr === '0.0.0.0' || /^[0:]+$/.test(addr) || addr === '255.255.255.255';
+}
+
+function fail(option: string, value: unknown, allowed: string): never {
+  throw new DefinitionError(`--${option} ${JSON.stringify(value)}: ${allowed}`);
+}
+
+function integerIn(option: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    fail(option, value, `must be an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function address(option: string, value: unknown): string {
+  if (typeof value !== 'string' || isIP(value) === 0) fail(option, value, 'must be an IPv4 or IPv6 address');
+  return value;
+}
+
+/** Input as it comes from the command line or from a stored file: loosely typed. */
+export interface DefinitionInput {
+  name?: unknown;
+  vni?: unknown;
+  dev?: unknown;
+  local?: unknown;
+  remotes?: unknown;
+  group?: unknown;
+  dstport?: unknown;
+  mtu?: unknown;
+  ttl?: unknown;
+  learning?: unknown;
+}
+
+/** Validate everything and return a normalised definition, or throw one DefinitionError naming the bad value. */
+export function validateDefinition(input: DefinitionInput): NetworkDefinition {
+  const { name } = input;
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    throw new DefinitionError(
+      `network name ${JSON.stringify(name)}: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}`,
+    );
+  }
+  const vni = integerIn('vni', input.vni, 1, VNI_MAX);
+  if (typeof input.dev !== 'string' || !IFNAME_PATTERN.test(input.dev) || input.dev === '.' || input.dev === '..') {
+    fail('dev', input.dev, 'must be a network interface name of 1 to 15 characters without "/", ":" or spaces');
+  }
+  const dev = input.dev;
+  const dstport = input.dstport === undefined ? DEFAULT_DSTPORT : integerIn('dstport', input.dstport, 1, 65535);
+
+  const rawRemotes = input.remotes === undefined ? [] : Array.isArray(input.remotes) ? input.remotes : [input.remotes];
+  const remotes = rawRemotes.map((r) => address('remote', r));
+  for (const r of remotes) {
+    if (isMulticast(r)) fail('remote', r, 'must be a unicast address (use --group for a multicast group)');
+    if (isUnspecified(r)) fail('remote', r, 'must be a peer host address, not an unspecified or broadcast address');
+  }
+  const dup = remotes.find((r, i) => remotes.indexOf(r) !== i);
+  if (dup !== undefined) fail('remote', dup, 'is given more than once');
+
+  let group: string | undefined;
+  if (input.group !== undefined) {
+    group = address('group', input.group);
+    if (!isMulticast(group)) fail('group', group, 'must be a multicast address (224.0.0.0/4 or ff00::/8)');
+  }
+  if (group !== undefined && remotes.length > 0) {
+    fail('group', group, 'cannot be combined with --remote: choose one flooding mode');
+  }
+  if (group === undefined && remotes.length === 0) {
+    throw new DefinitionError(
+      'no flooding mode: give one --remote (point-to-point), several --remote (unicast peers) or --group (multicast)',
+    );
+  }
+
+  let local: string | undefined;
+  if (input.local !== undefined) {
+    local = address('local', input.local);
+    if (isMulticast(local) || isUnspecified(local)) fail('local', local, 'must be a unicast address of this host');
+    if (remotes.includes(local)) fail('remote', local, 'is the same as --local');
+  }
+  const families = new Set([...remotes, ...(group ? [group] : []), ...(local ? [local] : [])].map((a) => isIP(a)));
+  if (families.size > 1) {
+    const mixed = local ?? group ?? remotes[0];
+    fail(local ? 'local' : 'remote', mixed, 'all addresses must be of one family (IPv4 or IPv6)');
+  }
+
+  const mtu = input.mtu === undefined ? undefined : integerIn('mtu', input.mtu, MIN_MTU, 65535);
+  const ttl = input.ttl === undefined ? undefined : integerIn('ttl', input.ttl, 1, 255);
+  if (input.learning !== undefined && typeof input.learning !== 'boolean') {
+    fail('learning', input.learning, 'must be true or false');
+  }
+  const learning = input.learning ?? true;
+
+  const def: NetworkDefinition = { name, vni, dev, remotes, dstport, learning };
+  if (local !== undefined) def.local = local;
+  if (group !== undefined) def.group = group;
+  if (mtu !== undefined) def.mtu = mtu;
+  if (ttl !== undefined) def.ttl = ttl;
+  return def;
+}
+
+/** Refuse a definition whose VNI (and so bridge and vxlan names) another network already has. */
+export function checkNoConflict(def: NetworkDefinition, others: readonly NetworkDefinition[]): void {
+  const clash = others.find((o) => o.name !== def.name && o.vni === def.vni);
+  if (clash) {
+    throw new DefinitionError(`--vni ${def.vni}: already used by network ${clash.name}`);
+  }
+}
+
+/** The stored form: the definition with a format version, as pretty JSON. */
+export function serializeDefinition(def: NetworkDefinition): string {
+  return `${JSON.stringify({ version: 1, ...def }, null, 2)}\n`;
+}
+
+export function parseStoredDefinition(text: string, source: string): NetworkDefinition {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new DefinitionError(`${source}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new DefinitionError(`${source}: must hold a JSON object`);
+  }
+  try {
+    return validateDefinition(raw as DefinitionInput);
+  } catch (err) {
+    throw new DefinitionError(`${source}: ${(err as Error).message}`);
+  }
+}
