@@ -1,0 +1,78 @@
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { DefinitionError } from '../errors.ts';
+import { checkNoConflict, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
+import { linkMtu } from '../iproute.ts';
+import * as store from '../store.ts';
+import { list, single } from './options.ts';
+
+interface Args {
+  name: string;
+  vni?: unknown;
+  dev?: unknown;
+  local?: unknown;
+  remote?: unknown;
+  group?: unknown;
+  dstport?: unknown;
+  mtu?: unknown;
+  ttl?: unknown;
+  learning: boolean;
+  replace: boolean;
+}
+
+export function definitionFromArgs(argv: Args): NetworkDefinition {
+  return validateDefinition({
+    name: argv.name,
+    vni: single('vni', argv.vni),
+    dev: single('dev', argv.dev),
+    local: single('local', argv.local),
+    remotes: list(argv.remote),
+    group: single('group', argv.group),
+    dstport: single('dstport', argv.dstport),
+    mtu: single('mtu', argv.mtu),
+    ttl: single('ttl', argv.ttl),
+    learning: argv.learning,
+  });
+}
+
+export const defineNetwork: CommandModule<object, Args> = {
+  command: 'define-network <name>',
+  describe: 'Record a VXLAN network: its VNI, underlay device and flooding mode',
+  builder: (y: Argv) =>
+    y
+      .positional('name', { type: 'string', describe: 'network name ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})' })
+      .option('vni', { type: 'string', describe: 'VXLAN network identifier, 1..16777215', demandOption: '--vni is required' })
+      .option('dev', { type: 'string', describe: 'underlay device the VXLAN packets use', demandOption: '--dev is required' })
+      .option('local', { type: 'string', describe: 'source IP of the VXLAN packets (this host)' })
+      .option('remote', {
+        type: 'string',
+        describe: 'peer host: once for point-to-point, repeated for unicast peers (head-end replication)',
+      })
+      .option('group', { type: 'string', describe: 'multicast group instead of --remote' })
+      .option('dstport', { type: 'string', describe: 'UDP destination port (default 4789)' })
+      .option('mtu', { type: 'string', describe: 'overlay MTU (default: underlay MTU - 50, or - 70 over IPv6)' })
+      .option('ttl', { type: 'string', describe: 'TTL of the VXLAN packets, 1..255 (default: inherit)' })
+      .option('learning', { type: 'boolean', default: true, describe: 'learn remote MACs from received packets (--no-learning)' })
+      .option('replace', { type: 'boolean', default: false, describe: 'replace an existing definition of the same name' }) as unknown as Argv<Args>,
+  handler: async (argv: ArgumentsCamelCase<Args>) => {
+    const def = definitionFromArgs(argv);
+    // Check the MTU against the underlay now if it is here; a host whose
+    // underlay comes up later is checked again when a VM starts.
+    const devMtu = await linkMtu(def.dev);
+    let mtuNote: string;
+    if (devMtu === undefined) {
+      process.stderr.write(`vxvirt: warning: underlay device ${def.dev} does not exist on this host yet; VMs on ${def.name} cannot start until it does\n`);
+      mtuNote = def.mtu === undefined ? 'MTU from the underlay' : `MTU ${def.mtu}`;
+    } else {
+      mtuNote = `MTU ${overlayMtu(def, devMtu)}`;
+    }
+    await store.withHostLock(`define-network ${def.name}`, async () => {
+      const existing = store.listDefinitions();
+      if (!argv.replace && existing.some((d) => d.name === def.name)) {
+        throw new DefinitionError(`network ${def.name} is already defined: undefine it first, or use --replace`);
+      }
+      checkNoConflict(def, existing);
+      store.writeDefinition(def);
+    });
+    process.stdout.write(`defined network ${def.name}: VNI ${def.vni} on ${def.dev}, ${mtuNote}\n`);
+  },
+};

@@ -1,0 +1,110 @@
+// The only module that runs iproute2 (`ip`, `bridge`). It reads the kernel's
+// devices into plan.ts's `Observed` and applies plan.ts's steps, each kind as
+// one batch, so a whole ensure or teardown costs a few process starts.
+import { execa } from 'execa';
+import { ToolError } from './errors.ts';
+import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
+
+interface IpLinkJson {
+  ifname: string;
+  flags?: string[];
+  mtu?: number;
+  master?: string;
+  group?: string;
+  ifalias?: string;
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: Record<string, unknown>;
+  };
+}
+
+/** Parse `ip -d -j link show` output. Pure; exported for tests. */
+export function parseLinks(json: string): Map<string, Link> {
+  const links = new Map<string, Link>();
+  for (const l of JSON.parse(json || '[]') as IpLinkJson[]) {
+    const link: Link = {
+      name: l.ifname,
+      kind: l.linkinfo?.info_kind ?? '',
+      group: l.group === undefined || l.group === 'default' ? 0 : Number(l.group),
+      mtu: l.mtu ?? 0,
+      up: (l.flags ?? []).includes('UP'),
+    };
+    if (l.master) link.master = l.master;
+    if (l.ifalias) link.alias = l.ifalias;
+    const d = l.linkinfo?.info_data;
+    if (link.kind === 'vxlan' && d) {
+      const str = (...keys: string[]): string | undefined => {
+        for (const k of keys) if (typeof d[k] === 'string') return d[k] as string;
+        return undefined;
+      };
+      link.vxlan = {
+        id: Number(d.id),
+        port: Number(d.port),
+        ttl: typeof d.ttl === 'number' ? d.ttl : 0,
+        learning: d.learning !== false,
+      };
+      // iproute2 names IPv6 endpoints local6/remote6/group6.
+      const dev = str('link');
+      const local = str('local', 'local6');
+      const remote = str('remote', 'remote6');
+      const group = str('group', 'group6');
+      if (dev) link.vxlan.dev = dev;
+      if (local) link.vxlan.local = local;
+      if (remote) link.vxlan.remote = remote;
+      if (group) link.vxlan.group = group;
+    }
+    links.set(link.name, link);
+  }
+  return links;
+}
+
+/** Parse `bridge -j fdb show dev X`: destinations of the all-zero (flood) entries. */
+export function parseFloodDsts(json: string): string[] {
+  const entries = JSON.parse(json || '[]') as Array<{ mac?: string; dst?: string }>;
+  return entries.filter((e) => e.mac === '00:00:00:00:00:00' && e.dst).map((e) => e.dst as string);
+}
+
+async function run(cmd: string, args: string[], input?: string): Promise<string> {
+  try {
+    const r = await execa(cmd, args, { input: input ?? '', stripFinalNewline: false, reject: false });
+    if (r.exitCode !== 0) {
+      const why = String(r.stderr).trim().split('\n').filter(Boolean);
+      throw new ToolError(`${cmd} ${args.join(' ')} failed: ${why.join('; ') || `exit status ${r.exitCode}`}`);
+    }
+    return String(r.stdout);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') {
+      throw new ToolError(`${cmd} not found on PATH (${process.env.PATH ?? ''}): install iproute2`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Read every device, plus the flood entries of the given vxlan devices.
+ * One `ip` call for all links (cheaper than one per device), one `bridge` call
+ * per vxlan in unicast-peers mode.
+ */
+export async function observe(fdbDevices: readonly string[] = []): Promise<Observed> {
+  const links = parseLinks(await run('ip', ['-d', '-j', 'link', 'show']));
+  const floodDsts = new Map<string, string[]>();
+  for (const dev of fdbDevices) {
+    if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
+  }
+  return { links, floodDsts };
+}
+
+/** Apply steps in order: link steps as one `ip -batch`, then fdb steps as one `bridge -batch`. */
+export async function apply(steps: readonly Step[]): Promise<void> {
+  const ipLines = renderIpBatch(steps);
+  if (ipLines.length > 0) await run('ip', ['-batch', '-'], `${ipLines.join('\n')}\n`);
+  const fdbLines = renderBridgeBatch(steps);
+  if (fdbLines.length > 0) await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
+}
+
+/** The MTU of one device, or undefined if it does not exist (read through ip, so it follows the current network namespace, unlike /sys). */
+export async function linkMtu(dev: string): Promise<number | undefined> {
+  const r = await execa('ip', ['-j', 'link', 'show', 'dev', dev], { reject: false });
+  if (r.exitCode !== 0) return undefined;
+  return parseLinks(String(r.stdout)).get(dev)?.mtu;
+}

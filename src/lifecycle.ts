@@ -1,0 +1,128 @@
+// Bringing pairs up for a domain and down after the last one: the control
+// logic between the pure planner and the effectful modules. Every decision
+// about users and teardown is taken under the host lock, so one domain's
+// release can never delete a bridge that another domain's prepare has just
+// ensured (the race that made OpenStack Neutron stop deleting empty bridges).
+import { InternalError, VxvirtError } from './errors.ts';
+import * as iproute from './iproute.ts';
+import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
+import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
+import * as store from './store.ts';
+import { addUser, hasUsers, removeUser, type Users } from './users.ts';
+
+/** The effects lifecycle needs; tests replace them with fakes. */
+export interface Effects {
+  observe(fdbDevices: readonly string[]): Promise<Observed>;
+  apply(steps: readonly Step[]): Promise<void>;
+  readUsers(network: string): Users;
+  writeUsers(network: string, users: Users): void;
+  listUserNetworks(): string[];
+  withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T>;
+  warn(message: string): void;
+  now(): Date;
+}
+
+export const realEffects: Effects = {
+  observe: iproute.observe,
+  apply: iproute.apply,
+  readUsers: store.readUsers,
+  writeUsers: store.writeUsers,
+  listUserNetworks: store.listUserNetworks,
+  withHostLock: store.withHostLock,
+  warn: (message) => process.stderr.write(`vxvirt: warning: ${message}\n`),
+  now: () => new Date(),
+};
+
+export interface DomainRef {
+  key: string;
+  name: string;
+}
+
+const fdbDevicesOf = (defs: readonly NetworkDefinition[]): string[] =>
+  defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
+
+const MAX_ATTEMPTS = 3;
+
+/**
+ * Make the kernel hold `def`'s pair: read, plan, apply, and read back until
+ * the plan is empty. A step that fails because someone else changed the
+ * device meanwhile ("File exists", "Cannot find device") is retried from a
+ * fresh read; conflicts with devices that are not ours fail at once.
+ */
+export async function ensureNetwork(def: NetworkDefinition, fx: Effects): Promise<void> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt <= MAX_ATTEMPTS; attempt++) {
+    const steps = planEnsure(def, await fx.observe(fdbDevicesOf([def])));
+    if (steps.length === 0) return;
+    if (attempt === MAX_ATTEMPTS) break;
+    try {
+      await fx.apply(steps);
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (lastError instanceof VxvirtError) {
+    throw new (lastError.constructor as new (m: string) => VxvirtError)(`network ${def.name}: ${lastError.message}`);
+  }
+  throw new InternalError(`network ${def.name}: devices ${bridgeName(def.vni)}/${vxlanName(def.vni)} still differ from the definition after ${MAX_ATTEMPTS} attempts`);
+}
+
+/** Remove the pairs of those `defs` that have no users left. Never throws: teardown is best effort and converges on the next release. */
+async function teardownUnused(defs: readonly NetworkDefinition[], fx: Effects): Promise<string[]> {
+  const unused = defs.filter((d) => !hasUsers(fx.readUsers(d.name)));
+  if (unused.length === 0) return [];
+  const removed: string[] = [];
+  try {
+    const observed = await fx.observe([]);
+    const steps: Step[] = [];
+    for (const def of unused) {
+      const plan = planTeardown(def.vni, observed);
+      if (plan.kept) fx.warn(`network ${def.name}: ${plan.kept}`);
+      if (plan.steps.length > 0) removed.push(def.name);
+      steps.push(...plan.steps);
+    }
+    if (steps.length > 0) await fx.apply(steps);
+  } catch (err) {
+    fx.warn(`could not remove unused devices: ${(err as Error).message}`);
+    return [];
+  }
+  return removed;
+}
+
+/**
+ * `prepare`: ensure every pair the domain needs, then record it as a user.
+ * On failure, the domain is unrecorded from these networks and pairs left
+ * unused are removed again, so a failed start leaves nothing half-made.
+ */
+export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
+  if (defs.length === 0) return;
+  await fx.withHostLock(`prepare ${domain.name}`, async () => {
+    const touched: NetworkDefinition[] = [];
+    try {
+      for (const def of defs) {
+        touched.push(def);
+        await ensureNetwork(def, fx);
+        fx.writeUsers(def.name, addUser(fx.readUsers(def.name), domain.key, domain.name, fx.now()));
+      }
+    } catch (err) {
+      for (const def of touched) fx.writeUsers(def.name, removeUser(fx.readUsers(def.name), domain.key));
+      await teardownUnused(touched, fx);
+      throw err;
+    }
+  });
+}
+
+/**
+ * `release`: the domain stops being a user of every network; every defined
+ * network left without users loses its pair. Looking at all of them (not
+ * just the domain's) also finishes a teardown an earlier, killed run left.
+ */
+export async function releaseDomain(key: string, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<string[]> {
+  return fx.withHostLock(`release ${key}`, async () => {
+    for (const network of fx.listUserNetworks()) {
+      const users = fx.readUsers(network);
+      if (key in users) fx.writeUsers(network, removeUser(users, key));
+    }
+    return teardownUnused(defs, fx);
+  });
+}
