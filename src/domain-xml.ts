@@ -50,8 +50,9 @@ export function readDomain(xml: string): DomainInfo {
     const detail = typeof err === 'object' && err && 'err' in err ? JSON.stringify((err as { err: unknown }).err) : String(err);
     throw new DomainXmlError(`domain XML is not well-formed: ${detail}`);
   }
-  const domain = doc.domain as Node | undefined;
-  if (!domain || typeof domain !== 'object') throw new DomainXmlError('domain XML has no <domain> root element');
+  if (!('domain' in doc)) throw new DomainXmlError('domain XML has no <domain> root element');
+  // An empty element parses as ''.
+  const domain = (typeof doc.domain === 'object' && doc.domain !== null ? doc.domain : {}) as Node;
   const name = text(domain.name);
   if (!name) throw new DomainXmlError('domain XML has no <name>');
   const uuid = text(domain.uuid) || undefined;

@@ -1,0 +1,116 @@
+// An in-memory stand-in for the kernel's links and the users store, for unit
+// tests of lifecycle and hook logic without root. It interprets plan.ts's
+// steps the way `ip`/`bridge` would, including "File exists" failures.
+import { ToolError } from '../../src/errors.ts';
+import type { Effects } from '../../src/lifecycle.ts';
+import type { Link, Observed, Step } from '../../src/plan.ts';
+import type { Users } from '../../src/users.ts';
+
+export class FakeHost {
+  links = new Map<string, Link>();
+  fdb = new Map<string, string[]>();
+  users = new Map<string, Users>();
+  warnings: string[] = [];
+  applied: Step[][] = [];
+  lockHeld = false;
+  private lockQueue: Promise<void> = Promise.resolve();
+  /** Runs before each apply; lets a test play another actor. */
+  beforeApply: ((steps: readonly Step[]) => void) | undefined;
+  failOn: ((step: Step) => string | undefined) | undefined;
+
+  addUnderlay(name: string, mtu = 1500): this {
+    this.links.set(name, { name, kind: 'veth', group: 0, mtu, up: true });
+    return this;
+  }
+
+  names(): string[] {
+    return [...this.links.keys()].sort();
+  }
+
+  private apply(steps: readonly Step[]): void {
+    this.beforeApply?.(steps);
+    this.applied.push([...steps]);
+    for (const s of steps) {
+      const fail = this.failOn?.(s);
+      if (fail) throw new ToolError(fail);
+      const need = (name: string): Link => {
+        const l = this.links.get(name);
+        if (!l) throw new ToolError(`Cannot find device "${name}"`);
+        return l;
+      };
+      switch (s.op) {
+        case 'add-bridge':
+          if (this.links.has(s.name)) throw new ToolError('RTNETLINK answers: File exists');
+          this.links.set(s.name, { name: s.name, kind: 'bridge', group: s.group, mtu: s.mtu, up: false });
+          break;
+        case 'add-vxlan':
+          if (this.links.has(s.name)) throw new ToolError('RTNETLINK answers: File exists');
+          if (s.attrs.dev) need(s.attrs.dev);
+          this.links.set(s.name, { name: s.name, kind: 'vxlan', group: s.group, mtu: s.mtu, up: false, vxlan: { ...s.attrs } });
+          this.fdb.delete(s.name);
+          break;
+        case 'delete':
+          need(s.name);
+          this.links.delete(s.name);
+          break;
+        case 'delete-group':
+          for (const [name, l] of this.links) if (l.group === s.group) this.links.delete(name);
+          break;
+        case 'set-mtu':
+          need(s.name).mtu = s.mtu;
+          break;
+        case 'set-master':
+          need(s.master);
+          need(s.name).master = s.master;
+          break;
+        case 'prepare-port':
+          need(s.name).alias = s.alias;
+          break;
+        case 'up':
+          need(s.name).up = true;
+          break;
+        case 'flood-add':
+          this.fdb.set(s.dev, [...(this.fdb.get(s.dev) ?? []), s.dst]);
+          break;
+        case 'flood-del':
+          this.fdb.set(s.dev, (this.fdb.get(s.dev) ?? []).filter((d) => d !== s.dst));
+          break;
+      }
+    }
+    // A deleted master releases its ports, as the kernel does.
+    for (const l of this.links.values()) if (l.master && !this.links.has(l.master)) delete l.master;
+  }
+
+  effects(): Effects {
+    return {
+      observe: async (): Promise<Observed> => ({
+        links: new Map([...this.links].map(([k, v]) => [k, structuredClone(v)])),
+        floodDsts: new Map([...this.fdb].map(([k, v]) => [k, [...v]])),
+      }),
+      apply: async (steps) => this.apply(steps),
+      readUsers: (network) => ({ ...(this.users.get(network) ?? {}) }),
+      writeUsers: (network, users) => {
+        if (!this.lockHeld) throw new Error('users written without the host lock');
+        if (Object.keys(users).length === 0) this.users.delete(network);
+        else this.users.set(network, users);
+      },
+      listUserNetworks: () => [...this.users.keys()],
+      withHostLock: async (_holder, fn) => {
+        // A FIFO mutex, like flock: concurrent callers wait their turn.
+        const previous = this.lockQueue;
+        let release!: () => void;
+        this.lockQueue = new Promise<void>((r) => (release = r));
+        await previous;
+        this.lockHeld = true;
+        try {
+          return await fn();
+        } finally {
+          this.lockHeld = false;
+          release();
+        }
+      },
+      warn: (m) => this.warnings.push(m),
+      now: () => new Date('2026-01-01T00:00:00Z'),
+    };
+  }
+}

@@ -1,0 +1,107 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DefinitionError } from '../../src/errors.ts';
+import {
+  bridgeName,
+  checkNoConflict,
+  floodingMode,
+  overlayMtu,
+  parseStoredDefinition,
+  serializeDefinition,
+  validateDefinition,
+  vxlanName,
+  type DefinitionInput,
+} from '../../src/network-definition.ts';
+
+const base: DefinitionInput = { name: 'tut', vni: '42', dev: 'ens47f1', remotes: ['192.168.8.101'] };
+
+function rejects(input: DefinitionInput, pattern: RegExp): void {
+  try {
+    validateDefinition(input);
+  } catch (err) {
+    assert.instance(err, DefinitionError);
+    assert.match((err as Error).message, pattern);
+    assert.not.match((err as Error).message, /\n/, 'one line');
+    return;
+  }
+  assert.unreachable(`accepted ${JSON.stringify(input)}`);
+}
+
+test('a point-to-point definition is normalised with defaults', () => {
+  const def = validateDefinition({ ...base, local: '192.168.8.100' });
+  assert.equal(def, { name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'], local: '192.168.8.100', dstport: 4789, learning: true });
+  assert.is(floodingMode(def), 'point-to-point');
+  assert.is(bridgeName(def.vni), 'vxbr42');
+  assert.is(vxlanName(def.vni), 'vxlan42');
+});
+
+test('modes: several remotes are unicast peers, a group is multicast', () => {
+  assert.is(floodingMode(validateDefinition({ ...base, remotes: ['10.0.0.2', '10.0.0.3'] })), 'unicast');
+  assert.is(floodingMode(validateDefinition({ ...base, remotes: undefined, group: '239.1.1.1' })), 'multicast');
+  assert.is(floodingMode(validateDefinition({ ...base, remotes: undefined, group: 'ff05::1' })), 'multicast');
+});
+
+test('VNI range and numeric checks name the option and the range', () => {
+  rejects({ ...base, vni: 'abc' }, /--vni "abc": must be an integer from 1 to 16777215/);
+  rejects({ ...base, vni: Number.NaN }, /--vni/);
+  rejects({ ...base, vni: '0' }, /--vni "0"/);
+  rejects({ ...base, vni: '16777216' }, /--vni "16777216"/);
+  rejects({ ...base, vni: '4.5' }, /--vni/);
+  assert.is(validateDefinition({ ...base, vni: '16777215' }).vni, 16777215);
+  rejects({ ...base, dstport: '70000' }, /--dstport "70000": must be an integer from 1 to 65535/);
+  rejects({ ...base, mtu: '20' }, /--mtu "20"/);
+  rejects({ ...base, ttl: '256' }, /--ttl "256"/);
+});
+
+test('names: network and device', () => {
+  rejects({ ...base, name: '-x' }, /network name "-x": must match/);
+  rejects({ ...base, name: 'a'.repeat(65) }, /network name/);
+  rejects({ ...base, name: 'a/b' }, /network name/);
+  assert.is(validateDefinition({ ...base, name: 'A1_b.c-d' }).name, 'A1_b.c-d');
+  rejects({ ...base, dev: 'a-very-long-ifname' }, /--dev "a-very-long-ifname"/);
+  rejects({ ...base, dev: 'eth 0' }, /--dev/);
+  rejects({ ...base, dev: undefined }, /--dev/);
+});
+
+test('flooding mode: exactly one', () => {
+  rejects({ ...base, remotes: [] }, /no flooding mode/);
+  rejects({ ...base, group: '239.1.1.1' }, /--group "239.1.1.1": cannot be combined with --remote/);
+  rejects({ ...base, remotes: undefined, group: '10.1.1.1' }, /--group "10.1.1.1": must be a multicast address/);
+  rejects({ ...base, remotes: ['239.1.1.1'] }, /--remote "239.1.1.1": must be a unicast address/);
+  rejects({ ...base, remotes: ['10.0.0.2', '10.0.0.2'] }, /--remote "10.0.0.2": is given more than once/);
+  rejects({ ...base, remotes: ['not-an-ip'] }, /--remote "not-an-ip": must be an IPv4 or IPv6 address/);
+  rejects({ ...base, remotes: ['0.0.0.0'] }, /--remote "0.0.0.0"/);
+});
+
+test('addresses must be of one family, and local is not a remote', () => {
+  rejects({ ...base, local: 'fd00::1' }, /one family/);
+  rejects({ ...base, local: '192.168.8.101' }, /--remote "192.168.8.101": is the same as --local/);
+});
+
+test('MTU: underlay minus 50 over IPv4, 70 over IPv6; a larger --mtu is refused', () => {
+  const v4 = validateDefinition(base);
+  assert.is(overlayMtu(v4, 1500), 1450);
+  assert.is(overlayMtu(v4, 9000), 8950);
+  const v6 = validateDefinition({ ...base, remotes: ['fd00::2'] });
+  assert.is(overlayMtu(v6, 1500), 1430);
+  assert.is(overlayMtu(validateDefinition({ ...base, mtu: '1400' }), 1500), 1400);
+  assert.throws(() => overlayMtu(validateDefinition({ ...base, mtu: '1451' }), 1500), /--mtu 1451 is larger than 1450 \(underlay ens47f1 MTU 1500 minus 50/);
+  assert.throws(() => overlayMtu(validateDefinition({ ...base, remotes: ['fd00::2'], mtu: '1450' }), 1500), /larger than 1430/);
+});
+
+test('a VNI used by another network is refused', () => {
+  const a = validateDefinition(base);
+  const b = validateDefinition({ ...base, name: 'other' });
+  assert.throws(() => checkNoConflict(b, [a]), /--vni 42: already used by network tut/);
+  checkNoConflict(a, [a]); // redefining itself is not a conflict
+  checkNoConflict(validateDefinition({ ...base, name: 'c', vni: 43 }), [a]);
+});
+
+test('stored definitions round-trip and are validated when read', () => {
+  const def = validateDefinition({ ...base, local: '192.168.8.100', ttl: 4, learning: false });
+  assert.equal(parseStoredDefinition(serializeDefinition(def), 'x.json'), def);
+  assert.throws(() => parseStoredDefinition('{', '/etc/vxvirt/networks/x.json'), /\/etc\/vxvirt\/networks\/x.json: not valid JSON/);
+  assert.throws(() => parseStoredDefinition('{"name":"x","vni":0,"dev":"e","remotes":["1.2.3.4"]}', 'f'), /f: --vni 0/);
+});
+
+test.run();
