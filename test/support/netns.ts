@@ -1,0 +1,114 @@
+// Throwaway network namespaces for integration tests, and running vxvirt's
+// hook and CLI inside them exactly as libvirt and an operator would.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const repo = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
+/** The environment libvirt gives its hooks, and nothing else. */
+export const LIBVIRT_HOOK_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LC_ALL: 'C' };
+
+let counter = 0;
+
+export interface Result {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function sh(cmd: string, args: readonly string[], input?: string, env?: NodeJS.ProcessEnv): Result {
+  const r: SpawnSyncReturns<string> = spawnSync(cmd, args, { input: input ?? '', encoding: 'utf8', env: env ?? process.env });
+  if (r.error) throw r.error;
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function must(cmd: string, args: readonly string[], input?: string): string {
+  const r = sh(cmd, args, input);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A simulated host: a network namespace with its own vxvirt config and state dirs. */
+export class TestHost {
+  readonly ns: string;
+  readonly dir: string;
+  readonly hookPath: string;
+
+  constructor(label = 'h') {
+    this.ns = `vxit-${process.pid}-${label}-${counter++}`;
+    this.dir = mkdtempSync(join(tmpdir(), 'vxvirt-it-'));
+    // libvirt runs /etc/libvirt/hooks/qemu, which operators make a symlink.
+    this.hookPath = join(this.dir, 'qemu');
+    symlinkSync(join(repo, 'hooks/qemu'), this.hookPath);
+    must('ip', ['netns', 'add', this.ns]);
+    this.ip('link', 'set', 'lo', 'up');
+  }
+
+  get env(): Record<string, string> {
+    return { VXVIRT_CONFIG_DIR: join(this.dir, 'etc'), VXVIRT_STATE_DIR: join(this.dir, 'run') };
+  }
+
+  ip(...args: string[]): string {
+    return must('ip', ['-n', this.ns, ...args]);
+  }
+
+  exec(cmd: string, args: readonly string[], input?: string, extraEnv: Record<string, string> = {}): Result {
+    return sh('ip', ['netns', 'exec', this.ns, 'env', '-i', ...Object.entries({ ...LIBVIRT_HOOK_ENV, ...this.env, ...extraEnv }).map(([k, v]) => `${k}=${v}`), cmd, ...args], input);
+  }
+
+  /** Run the hook as libvirt does: `qemu DOMAIN OP SUBOP EXTRA`, XML on stdin, libvirt's environment. */
+  hook(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Result {
+    return this.exec(this.hookPath, [domain, op, subop, '-'], xml, extraEnv);
+  }
+
+  vxvirt(...args: string[]): Result {
+    return this.exec(process.execPath, [join(repo, 'dist/cli.js'), ...args]);
+  }
+
+  /** A stand-in for a physical NIC: one end of a veth pair, up, with an address. */
+  addUnderlay(name = 'ens47f1', address = '192.168.8.100/24', mtu = 1500): void {
+    this.ip('link', 'add', name, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', `${name}p`);
+    this.ip('link', 'set', `${name}p`, 'up');
+    this.ip('link', 'set', name, 'up');
+    this.ip('addr', 'add', address, 'dev', name);
+  }
+
+  link(name: string): IpLink | undefined {
+    const r = sh('ip', ['-n', this.ns, '-d', '-j', 'link', 'show', 'dev', name]);
+    if (r.status !== 0) return undefined;
+    return (JSON.parse(r.stdout) as IpLink[])[0];
+  }
+
+  linkNames(): string[] {
+    return (JSON.parse(this.ip('-j', 'link', 'show')) as IpLink[]).map((l) => l.ifname).sort();
+  }
+
+  fdb(dev: string): Array<{ mac: string; dst?: string }> {
+    return JSON.parse(must('bridge', ['-n', this.ns, '-j', 'fdb', 'show', 'dev', dev]));
+  }
+
+  destroy(): void {
+    sh('ip', ['netns', 'del', this.ns]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface IpLink {
+  ifindex: number;
+  ifname: string;
+  mtu: number;
+  flags: string[];
+  master?: string;
+  group?: string;
+  ifalias?: string;
+  linkinfo?: { info_kind: string; info_data?: Record<string, unknown> };
+}
+
+export const domainXml = (name: string, uuid: string, nics: string) =>
+  `<domain type='qemu'>\n  <name>${name}</name>\n  <uuid>${uuid}</uuid>\n  <memory unit='KiB'>131072</memory>\n  <os><type arch='x86_64'>hvm</type></os>\n  <devices>\n${nics}\n  </devices>\n</domain>\n`;
+
+export const bridgeNic = (bridge: string, mac = '52:54:00:12:34:56') =>
+  `    <interface type='bridge'>\n      <mac address='${mac}'/>\n      <source bridge='${bridge}'/>\n      <model type='virtio'/>\n    </interface>`;
+
+export const networkNic = (network: string) => `    <interface type='network'>\n      <source network='${network}'/>\n      <model type='virtio'/>\n    </interface>`;
