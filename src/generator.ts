@@ -291,8 +291,8 @@ function unitIndent(src: string, el: XmlElement): string {
 function removal(src: string, el: XmlElement): Splice {
   const lineStart = src.lastIndexOf('\n', el.start - 1);
   const lead = src.slice(lineStart + 1, el.start);
-  const start = lineStart >= 0 && /^[ \t]*$/.test(lead) ? lineStart : el.start;
-  return { start, end: el.end, text: '' };
+  if (lineStart < 0 || !/^[ \t]*$/.test(lead)) return { start: el.start, end: el.end, text: '' };
+  return { start: src[lineStart - 1] === '\r' ? lineStart - 1 : lineStart, end: el.end, text: '' };
 }
 
 function emptyElement(name: string, attributes: ReadonlyArray<[string, string]>, q: '"' | "'"): string {
@@ -380,10 +380,16 @@ export function readTemplate(name: 'interface.xml' | 'network.xml'): string {
 }
 
 /**
- * Fill a template's {{field}}s (XML-escaped). A line holding a field whose
- * value is undefined is left out.
+ * Fill a template's {{field}}s (XML-escaped, quotes included, so they fit
+ * either quote style). A line holding a field whose value is undefined is
+ * left out. With `quote` '"', the template's single-quoted attribute values
+ * are written in double quotes.
  */
-export function fillTemplate(template: string, fields: Readonly<Record<string, string | number | undefined>>): string {
+export function fillTemplate(
+  template: string,
+  fields: Readonly<Record<string, string | number | undefined>>,
+  quote: '"' | "'" = "'",
+): string {
   const lines: string[] = [];
   for (const line of template.replace(/\s+$/, '').split('\n')) {
     let missing = false;
@@ -394,16 +400,16 @@ export function fillTemplate(template: string, fields: Readonly<Record<string, s
         missing = true;
         return '';
       }
-      return escapeAttribute(String(v), "'");
+      return escapeAttribute(String(v), "'").replace(/"/g, '&quot;');
     });
-    if (!missing) lines.push(filled);
+    if (!missing) lines.push(quote === '"' ? filled.replace(/='([^']*)'/g, '="$1"') : filled);
   }
   return lines.join('\n');
 }
 
-function newNicText(bridge: string, mtu: number | undefined, mac: string | undefined, indent: string, unit: string): string {
+function newNicText(bridge: string, mtu: number | undefined, mac: string | undefined, indent: string, unit: string, q: '"' | "'"): string {
   interfaceTemplate ??= readTemplate('interface.xml');
-  const text = fillTemplate(interfaceTemplate, { mac, bridge, mtu });
+  const text = fillTemplate(interfaceTemplate, { mac, bridge, mtu }, q);
   // The template is indented by two spaces per level; use the document's.
   return text
     .split('\n')
@@ -534,7 +540,7 @@ export function generate(xml: string, opts: GenerateOptions): string {
     const devices = d.devices;
     const indent = childIndent(src, devices);
     const unit = unitIndent(src, d.nics[0] ?? childElements(devices)[0] ?? devices) || '  ';
-    const text = newNicText(bridge, opts.mtu, mac, indent, unit);
+    const text = newNicText(bridge, opts.mtu, mac, indent, unit, quoteOf(d.nics.at(-1) ?? d.root));
     const last = d.nics.at(-1);
     if (last) {
       splices.push({ start: last.end, end: last.end, text: `\n${indent}${text}` });
@@ -573,7 +579,7 @@ export function generate(xml: string, opts: GenerateOptions): string {
   }
 
   if (!sameEntries(entries, d.entries) || d.ours.length > 1) splices.push(...metadataSplices(d, entries));
-  return applySplices(src, splices);
+  return splice(src, splices);
 }
 
 /** A NIC already on this bridge without an entry saying where it came from: vxvirt has nothing to restore. */
@@ -581,6 +587,12 @@ function isOurs(nic: XmlElement, bridge: string, previous: Entry | undefined): b
   if (previous) return false;
   const source = firstChild(nic, 'source');
   return attr(nic, 'type') === 'bridge' && source !== undefined && attr(source, 'bridge') === bridge;
+}
+
+/** Apply splices, writing new line breaks in the document's own style (CRLF if it uses CRLF). */
+function splice(src: string, splices: readonly Splice[]): string {
+  if (!src.includes('\r\n')) return applySplices(src, splices);
+  return applySplices(src, splices.map((s) => ({ ...s, text: s.text.replace(/\r?\n/g, '\r\n') })));
 }
 
 function sameEntries(a: readonly Entry[], b: readonly Entry[]): boolean {
@@ -649,7 +661,7 @@ export function detach(xml: string, opts: { network?: string } = {}): DetachResu
     throw new UsageError(`--network ${opts.network}: no NIC of this domain is on it (vxvirt metadata: ${[...new Set(entries.map((e) => e.network))].join(', ') || 'none'})`);
   }
   splices.push(...metadataSplices(d, kept));
-  result.xml = applySplices(src, splices);
+  result.xml = splice(src, splices);
   return result;
 }
 

@@ -115,10 +115,10 @@ export function parseXml(source: string): XmlDocument {
     }
     return [line, offset - lastNewline];
   };
-  const fail = (reason: string, at = pos): never => {
+  function fail(reason: string, at = pos): never {
     const [line, column] = lineCol(at);
     throw new XmlSyntaxError(reason, line, column);
-  };
+  }
   const matchAt = (re: RegExp): string | undefined => {
     re.lastIndex = pos;
     const m = re.exec(src);
