@@ -1,0 +1,103 @@
+// The CLI as an operator uses it: bad input is one line on stderr with a
+// documented status and nothing written; tables and JSON.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { bridgeNic, domainXml, TestHost } from '../support/netns.ts';
+
+const it = suite<{ host: TestHost }>('cli');
+it.before.each((ctx) => {
+  ctx.host = new TestHost();
+  ctx.host.addUnderlay();
+});
+it.after.each(({ host }) => host.destroy());
+
+const netDir = (host: TestHost) => join(host.env.VXVIRT_CONFIG_DIR, 'networks');
+const files = (host: TestHost) => (existsSync(netDir(host)) ? readdirSync(netDir(host)).sort() : []);
+
+it('bad input: one line naming the option and value, a non-zero status, nothing written', ({ host }) => {
+  const cases: Array<[string[], number, RegExp]> = [
+    [['--vni', 'abc', '--dev', 'ens47f1', '--remote', '192.168.8.101'], 3, /--vni "abc": must be an integer from 1 to 16777215/],
+    [['--vni', '16777216', '--dev', 'ens47f1', '--remote', '192.168.8.101'], 3, /--vni "16777216"/],
+    [['--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--group', '239.1.1.1'], 3, /--group "239.1.1.1": cannot be combined with --remote/],
+    [['--vni', '42', '--dev', 'ens47f1', '--group', '10.0.0.1'], 3, /--group "10.0.0.1": must be a multicast address/],
+    [['--vni', '42', '--dev', 'ens47f1'], 3, /no flooding mode/],
+    [['--vni', '42', '--remote', '192.168.8.101'], 2, /--dev is required/],
+    [['--vni', '42', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101'], 2, /--vni is given 2 times/],
+    [['--vni', '42', '--dev', 'ens47f1', '--remote', 'peer.example'], 3, /--remote "peer.example": must be an IPv4 or IPv6 address/],
+    [['--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--dstport', '0'], 3, /--dstport "0"/],
+    [['--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--bogus'], 2, /Unknown argument: bogus/],
+  ];
+  for (const [args, status, pattern] of cases) {
+    const r = host.vxvirt('define-network', 'net', ...args);
+    assert.is(r.status, status, `${args.join(' ')}: ${r.stderr}`);
+    assert.is(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, pattern);
+    assert.not.match(r.stderr, /\bat .*\.(js|ts):\d+/, 'no stack trace');
+  }
+  const badName = host.vxvirt('define-network', '-bad', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  assert.is.not(badName.status, 0);
+  assert.equal(files(host), []);
+});
+
+it('a VNI already in use and a duplicate name are refused; --replace replaces', ({ host }) => {
+  assert.is(host.vxvirt('define-network', 'a', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101').status, 0);
+  const before = readFileSync(join(netDir(host), 'a.json'), 'utf8');
+  const clash = host.vxvirt('define-network', 'b', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  assert.is(clash.status, 3);
+  assert.match(clash.stderr, /--vni 42: already used by network a/);
+  const dup = host.vxvirt('define-network', 'a', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  assert.match(dup.stderr, /network a is already defined/);
+  assert.is(readFileSync(join(netDir(host), 'a.json'), 'utf8'), before);
+  assert.is(host.vxvirt('define-network', 'a', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--replace').status, 0);
+  assert.equal(files(host), ['a.json'], 'no temp files left');
+  assert.is(JSON.parse(readFileSync(join(netDir(host), 'a.json'), 'utf8')).vni, 43);
+});
+
+it('a stack trace only with VXVIRT_DEBUG=1', ({ host }) => {
+  const dbg = host.exec(process.execPath, [new URL('../../dist/cli.js', import.meta.url).pathname, 'define-network', 'x', '--vni', 'abc', '--dev', 'e', '--remote', '1.2.3.4'], '', { VXVIRT_DEBUG: '1' });
+  assert.match(dbg.stderr, /DefinitionError: --vni "abc"[\s\S]*\n\s+at /);
+});
+
+it('an underlay missing at definition time is a warning, not an error', ({ host }) => {
+  const r = host.vxvirt('define-network', 'later', '--vni', '42', '--dev', 'ens9', '--remote', '192.168.8.101');
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /warning: underlay device ens9 does not exist on this host yet/);
+});
+
+it('list-networks and status: tables and JSON', ({ host }) => {
+  assert.match(host.vxvirt('list-networks').stdout, /no networks defined/);
+  host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101');
+  host.vxvirt('define-network', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1', '--mtu', '1400');
+  const list = host.vxvirt('list-networks').stdout;
+  assert.match(list, /^NAME\s+VNI\s+MODE\s+DEV\s+LOCAL\s+PEERS\s+PORT\s+MTU\n/);
+  assert.match(list, /\nmc\s+43\s+multicast\s+ens47f1\s+-\s+239\.1\.1\.1\s+4789\s+1400\n/);
+  assert.match(list, /\ntut\s+42\s+point-to-point\s+ens47f1\s+192\.168\.8\.100\s+192\.168\.8\.101\s+4789\s+auto\n/);
+  const json = JSON.parse(host.vxvirt('list-networks', '--json').stdout);
+  assert.equal(json.map((n: { name: string; bridge: string }) => [n.name, n.bridge]), [['mc', 'vxbr43'], ['tut', 'vxbr42']]);
+
+  host.hook('vm1', 'prepare', 'begin', domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42')));
+  const status = host.vxvirt('status').stdout;
+  assert.match(status, /\ntut\s+42\s+point-to-point\s+ens47f1\s+vxbr42 up\s+vxlan42 up\s+1450\s+vm1\n/);
+  assert.match(status, /\nmc\s+43\s+multicast\s+ens47f1\s+vxbr43 absent\s+vxlan43 absent\s+-\s+-\n/);
+  const s = JSON.parse(host.vxvirt('status', '--json').stdout).find((n: { name: string }) => n.name === 'tut');
+  assert.equal([s.bridge.exists, s.bridge.mtu, s.vxlan.mtu, s.domains[0].name], [true, 1450, 1450, 'vm1']);
+});
+
+it('undefine-network refuses while in use, removes devices when not', ({ host }) => {
+  host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const xml = domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42'));
+  host.hook('vm1', 'prepare', 'begin', xml);
+  const busy = host.vxvirt('undefine-network', 'tut');
+  assert.is(busy.status, 3);
+  assert.match(busy.stderr, /network tut is used by vm1: stop them first, or use --force/);
+  host.hook('vm1', 'release', 'end', xml);
+  assert.is(host.vxvirt('undefine-network', 'tut').status, 0);
+  assert.equal(files(host), []);
+  const missing = host.vxvirt('undefine-network', 'tut');
+  assert.is(missing.status, 8);
+  assert.match(missing.stderr, /network tut is not defined/);
+});
+
+it.run();
