@@ -51,6 +51,7 @@ import {
   indentBefore,
   localName,
   namespaceOf,
+  prefixOf,
   parseXml,
   XmlSyntaxError,
   type Splice,
@@ -119,6 +120,8 @@ interface Entry {
   vni?: number;
   added?: boolean;
   original?: string;
+  /** The entry's element as read, kept as is while the entry does not change. */
+  raw?: string;
 }
 
 interface Domain {
@@ -167,6 +170,7 @@ function parseDomain(xml: string): Domain {
       if (attr(e, 'added') === 'yes') entry.added = true;
       const original = childElements(e).find((o) => localName(o) === 'original' && namespaceOf(o) === VXVIRT_XMLNS);
       if (original) entry.original = textContent(doc.source, original);
+      entry.raw = doc.source.slice(e.start, e.end);
       entries.push(entry);
     }
   }
@@ -421,9 +425,14 @@ function newNicText(bridge: string, mtu: number | undefined, mac: string | undef
     .trimStart();
 }
 
-function renderEntries(entries: readonly Entry[], indent: string, unit: string, q: '"' | "'"): string {
-  const lines = [`<${PREFIX}:networks xmlns:${PREFIX}=${q}${VXVIRT_XMLNS}${q}>`];
+function renderEntries(entries: readonly Entry[], indent: string, unit: string, q: '"' | "'", prefix = PREFIX): string {
+  const p = prefix ? `${prefix}:` : '';
+  const lines = [`<${p}networks xmlns${prefix ? `:${prefix}` : ''}=${q}${VXVIRT_XMLNS}${q}>`];
   for (const e of entries) {
+    if (e.raw !== undefined) {
+      lines.push(`${indent}${unit}${e.raw}`);
+      continue;
+    }
     const attrs: Array<[string, string]> = [];
     if (e.mac !== undefined) attrs.push(['mac', e.mac]);
     else attrs.push(['index', String(e.index)]);
@@ -432,14 +441,14 @@ function renderEntries(entries: readonly Entry[], indent: string, unit: string, 
     if (e.added) attrs.push(['added', 'yes']);
     const open = attrs.map(([k, v]) => ` ${k}=${q}${escapeAttribute(v, q)}${q}`).join('');
     if (e.original === undefined) {
-      lines.push(`${indent}${unit}<${PREFIX}:interface${open}/>`);
+      lines.push(`${indent}${unit}<${p}interface${open}/>`);
     } else {
-      lines.push(`${indent}${unit}<${PREFIX}:interface${open}>`);
-      lines.push(`${indent}${unit}${unit}<${PREFIX}:original>${escapeText(e.original)}</${PREFIX}:original>`);
-      lines.push(`${indent}${unit}</${PREFIX}:interface>`);
+      lines.push(`${indent}${unit}<${p}interface${open}>`);
+      lines.push(`${indent}${unit}${unit}<${p}original>${escapeText(e.original)}</${p}original>`);
+      lines.push(`${indent}${unit}</${p}interface>`);
     }
   }
-  lines.push(`${indent}</${PREFIX}:networks>`);
+  lines.push(`${indent}</${p}networks>`);
   return lines.join('\n');
 }
 
@@ -452,12 +461,17 @@ function metadataSplices(d: Domain, entries: readonly Entry[]): Splice[] {
   const [first, ...extra] = d.ours;
   for (const el of extra) splices.push(removal(src, el));
   if (entries.length === 0) {
-    if (first) splices.push(removal(src, first));
-    return splices;
+    if (!first || !d.metadata) return splices;
+    // A <metadata> with nothing but vxvirt's element in it goes with it.
+    const othersLeft = d.metadata.children.some(
+      (c) => !d.ours.includes(c as XmlElement) && !(c.kind === 'text' && src.slice(c.start, c.end).trim() === ''),
+    );
+    return othersLeft ? [...splices, removal(src, first)] : [removal(src, d.metadata)];
   }
   if (first) {
     const indent = indentBefore(src, first.start) ?? '';
-    splices.push({ start: first.start, end: first.end, text: renderEntries(entries, indent, unit, q) });
+    const ownQuote = first.attributes[0]?.quote ?? q;
+    splices.push({ start: first.start, end: first.end, text: renderEntries(entries, indent, unit, ownQuote, prefixOf(first)) });
     return splices;
   }
   if (d.metadata) {
@@ -499,7 +513,7 @@ function rekey(d: Domain): Entry[] {
     const nic = d.nics[e.index];
     const mac = nic ? macOf(nic) : undefined;
     if (!mac) return e;
-    const { index: _dropped, ...rest } = e;
+    const { index: _index, raw: _raw, ...rest } = e;
     return { ...rest, mac };
   });
 }
@@ -522,6 +536,7 @@ export function generate(xml: string, opts: GenerateOptions): string {
       (e) => (key.mac !== undefined && e.mac === key.mac) || (key.index !== undefined && e.mac === undefined && e.index === key.index),
     );
     const full: Entry = key.mac !== undefined ? { mac: key.mac, ...entry } : { index: key.index as number, ...entry };
+    if (existing >= 0 && sameEntry(entries[existing] as Entry, full)) return;
     if (existing >= 0) entries = entries.map((e, i) => (i === existing ? full : e));
     else entries = [...entries, full];
   };
@@ -595,12 +610,13 @@ function splice(src: string, splices: readonly Splice[]): string {
   return applySplices(src, splices.map((s) => ({ ...s, text: s.text.replace(/\r?\n/g, '\r\n') })));
 }
 
+function sameEntry(a: Entry, b: Entry): boolean {
+  return a.mac === b.mac && a.index === b.index && a.network === b.network && a.vni === b.vni && !!a.added === !!b.added && a.original === b.original;
+}
+
+/** Unchanged entries are the very objects read from the document. */
 function sameEntries(a: readonly Entry[], b: readonly Entry[]): boolean {
-  if (a.length !== b.length) return false;
-  return a.every((e, i) => {
-    const o = b[i] as Entry;
-    return e.mac === o.mac && e.index === o.index && e.network === o.network && e.vni === o.vni && !!e.added === !!o.added && e.original === o.original;
-  });
+  return a.length === b.length && a.every((e, i) => e === b[i]);
 }
 
 export interface DetachResult {
