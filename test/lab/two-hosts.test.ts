@@ -1,0 +1,139 @@
+// Two simulated hosts, one lab: point-to-point VNI 42 (the README tutorial),
+// then the device lifecycle, libvirtd restarts (hook `reconnect`), ACPI
+// shutdown, and a start that must fail. The tests run in order and share
+// state: each one leaves the lab as the next one expects.
+import * as assert from 'uvu/assert';
+import { UNDERLAY_DEV, type Guest } from './lab.ts';
+import { labSuite, vxvirt, assertDevices, waitAllPing, log, addrOf } from './support.ts';
+
+const { test, step } = labSuite('two hosts', 'two', 2);
+const PAIR42 = ['vxbr42', 'vxlan42'];
+const g: Record<string, Guest> = {};
+
+step('define-network: point-to-point VNI 42 on both hosts, and a network whose underlay device is missing', async (lab) => {
+  const [h1, h2] = [lab.host(1), lab.host(2)];
+  log(await vxvirt(h1, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h1.ip, '--remote', h2.ip));
+  log(await vxvirt(h2, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h2.ip, '--remote', h1.ip));
+  // Accepted with a warning: the device may appear later.
+  log(await vxvirt(h1, 'define-network', 'broken', '--vni', '44', '--dev', 'nosuchdev0', '--local', h1.ip, '--remote', h2.ip));
+  const stored = await h1.exec(['cat', '/etc/vxvirt/networks/demo.json'], { check: true });
+  const def = JSON.parse(stored.stdout) as Record<string, unknown>;
+  assert.is(def.vni, 42);
+  assert.is(def.dev, UNDERLAY_DEV);
+  // Defining creates nothing yet: the pair appears when a guest needs it.
+  await assertDevices(h1, [], 'after define-network');
+  await assertDevices(h2, [], 'after define-network');
+
+  g.a = h1.guest({ name: 'guest-a', addr: '10.20.1.2/24', peers: ['10.20.1.3'], bridge: 'vxbr42', interval: 0.5 });
+  g.b = h2.guest({ name: 'guest-b', addr: '10.20.1.3/24', peers: ['10.20.1.2', '10.20.1.12'], bridge: 'vxbr42', interval: 0.5 });
+  g.a2 = h1.guest({ name: 'guest-a2', addr: '10.20.1.12/24', peers: ['10.20.1.3'], bridge: 'vxbr42', interval: 0.5 });
+  g.a3 = h1.guest({ name: 'guest-a3', addr: '10.20.1.22/24', bridge: 'vxbr42', interval: 0.5 });
+  g.bad = h1.guest({ name: 'guest-bad', addr: '10.20.4.2/24', bridge: 'vxbr44' });
+  await Promise.all(Object.values(g).map((x) => x.define()));
+});
+
+step('point-to-point: virsh start creates vxbr42+vxlan42 on both hosts; 10.20.1.2 <-> 10.20.1.3 ping across the underlay', async (lab) => {
+  const [h1, h2] = [lab.host(1), lab.host(2)];
+  const t = Date.now();
+  const [ra, rb] = await Promise.all([g.a!.start(), g.b!.start()]);
+  assert.is(ra.code, 0, `virsh start guest-a: ${ra.stderr}`);
+  assert.is(rb.code, 0, `virsh start guest-b: ${rb.stderr}`);
+  log(`virsh start guest-a ${ra.ms} ms, guest-b ${rb.ms} ms`);
+  await assertDevices(h1, PAIR42, 'while guest-a runs');
+  await assertDevices(h2, PAIR42, 'while guest-b runs');
+  const vx = await h1.linkDetails('vxlan42');
+  log(`h1 vxlan42: ${vx.replace(/\s+/g, ' ').trim()}`);
+  for (const want of ['vxlan id 42', `remote ${h2.ip}`, `local ${h1.ip}`, `dev ${UNDERLAY_DEV}`, 'dstport 4789', 'master vxbr42']) {
+    assert.ok(vx.includes(want), `h1 vxlan42 should show "${want}":\n${vx}`);
+  }
+  const br = (await h1.exec(['bridge', 'link', 'show'])).stdout;
+  assert.match(br, /master vxbr42/, 'the guest tap is a port of vxbr42');
+  const lines = await waitAllPing([g.a!, g.b!], (x) => (x === g.b ? ['10.20.1.2'] : ['10.20.1.3']), { count: 3 });
+  lines.forEach((l) => log(l));
+  const mtu = (await h1.exec(['cat', '/sys/class/net/vxbr42/mtu'])).stdout.trim();
+  log(`first answers ${Date.now() - t} ms after virsh start; vxbr42 MTU ${mtu}, guest eth0 MTU ${await g.a!.eth0Mtu()}`);
+});
+
+step('lifecycle: a second guest on h1 shares the pair, which survives the first guest being destroyed', async (lab) => {
+  const h1 = lab.host(1);
+  await g.a2!.startOrThrow();
+  await assertDevices(h1, PAIR42, 'with two guests');
+  await g.a2!.waitPingOk('10.20.1.3', { count: 1 });
+  const r = await g.a!.destroy();
+  assert.is(r.code, 0, r.stderr);
+  await assertDevices(h1, PAIR42, 'after destroying guest-a while guest-a2 still runs');
+  const since = g.a2!.mark();
+  const s = await g.a2!.waitPingOk('10.20.1.3', { since, count: 2 });
+  log(`guest-a2 -> 10.20.1.3 after guest-a was destroyed: ${s.ok} ok / ${s.fail} fail`);
+});
+
+for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  step(`libvirtd restart (${signal} by PID, start again): the hook's reconnect keeps guest and pair`, async (lab) => {
+    const h1 = lab.host(1);
+    const before = await h1.vxDevices();
+    const old = await h1.stopLibvirtd(signal);
+    await assertDevices(h1, PAIR42, 'while libvirtd is down');
+    const t = Date.now();
+    const pid = await h1.startLibvirtd();
+    assert.is.not(pid, old);
+    assert.equal(await h1.domains('--state-running'), ['guest-a2'], 'running guests after restart');
+    assert.equal(await h1.vxDevices(), before, 'devices after restart');
+    const hookLog = (await h1.exec(['grep', '-c', 'reconnect', '/var/log/libvirt/libvirtd.log'])).stdout.trim();
+    log(`libvirtd ${old} -> ${pid} in ${Date.now() - t} ms; guest-a2 running; devices [${before.join(' ')}]; libvirtd.log lines mentioning reconnect: ${hookLog}`);
+    const since = g.a2!.mark();
+    await g.a2!.waitPingOk('10.20.1.3', { since, count: 2 });
+  });
+}
+
+step('lifecycle: virsh destroy of the last guest on h1 removes vxbr42+vxlan42 there (h2 keeps its pair)', async (lab) => {
+  const [h1, h2] = [lab.host(1), lab.host(2)];
+  const before = await h1.vxDevices();
+  const r = await g.a2!.destroy();
+  assert.is(r.code, 0, r.stderr);
+  await assertDevices(h1, [], 'after destroying the last guest');
+  await assertDevices(h2, PAIR42, 'on h2, whose guest still runs');
+  log(`h1 devices before [${before.join(' ')}] after []`);
+  // guest-b on h2 now pings into the void.
+  const since = g.b!.mark();
+  await g.b!.waitPingFail('10.20.1.12', { since, count: 2 });
+});
+
+step('lifecycle: virsh shutdown (ACPI power button; the guest init runs busybox acpid) of the last guest removes the pair', async (lab) => {
+  const h1 = lab.host(1);
+  await g.a3!.startOrThrow();
+  await assertDevices(h1, PAIR42, 'while guest-a3 runs');
+  await g.a3!.waitLine(/^VXLAB alive/);
+  const t = Date.now();
+  const r = await g.a3!.shutdown();
+  assert.is(r.code, 0, r.stderr);
+  await g.a3!.waitState('shut off', 60_000);
+  await g.a3!.waitLine(/acpi power button/, { timeoutMs: 1000 });
+  await assertDevices(h1, [], 'after the guest powered off');
+  log(`virsh shutdown -> shut off in ${Date.now() - t} ms; devices removed`);
+});
+
+step('a start that must fail: network "broken" (VNI 44) has no underlay device; virsh start fails with the hook reason, nothing left behind', async (lab) => {
+  const h1 = lab.host(1);
+  const r = await g.bad!.start();
+  const msg = (r.stderr + r.stdout).trim();
+  log(`virsh start guest-bad: exit ${r.code}: ${msg}`);
+  assert.is.not(r.code, 0, 'virsh start must fail');
+  assert.match(msg, /vxvirt:/, 'the error names vxvirt (the hook reason)');
+  assert.match(msg, /nosuchdev0/, 'the reason names the missing device');
+  assert.is(await g.bad!.state(), 'shut off');
+  const links = await h1.links();
+  assert.not.ok(links.some((l) => /^vx(br|lan)44$/.test(l)), `nothing of VNI 44 left: ${links.join(' ')}`);
+  await assertDevices(h1, [], 'after the failed start');
+});
+
+step('teardown: destroying the last guest on h2 removes its pair; no vxvirt device left anywhere', async (lab) => {
+  const h2 = lab.host(2);
+  const s = g.b!.pingStats('10.20.1.2');
+  log(`guest-b -> 10.20.1.2 over its life: ${s.ok} ok / ${s.fail} fail`);
+  const r = await g.b!.destroy();
+  assert.is(r.code, 0, r.stderr);
+  await assertDevices(h2, [], 'after destroying guest-b');
+  for (const h of lab.hosts) assert.equal(await h.domains('--state-running'), [], `${h.name} runs no guest`);
+});
+
+test.run();
