@@ -1,7 +1,11 @@
 // The only module that runs iproute2 (`ip`, `bridge`). It reads the kernel's
 // devices into plan.ts's `Observed` and applies plan.ts's steps, each kind as
 // one batch, so a whole ensure or teardown costs a few process starts.
-import { execa } from 'execa';
+//
+// It uses node:child_process rather than execa: this module is on the hook's
+// start-up path, and execa with its dependencies would more than double the
+// hook bundle's load time (measured with `npm run bench`).
+import { spawn } from 'node:child_process';
 import { ToolError } from './errors.ts';
 import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
 
@@ -64,20 +68,43 @@ export function parseFloodDsts(json: string): string[] {
   return entries.filter((e) => e.mac === '00:00:00:00:00:00' && e.dst).map((e) => e.dst as string);
 }
 
-async function run(cmd: string, args: string[], input?: string): Promise<string> {
-  try {
-    const r = await execa(cmd, args, { input: input ?? '', stripFinalNewline: false, reject: false });
-    if (r.exitCode !== 0) {
-      const why = String(r.stderr).trim().split('\n').filter(Boolean);
-      throw new ToolError(`${cmd} ${args.join(' ')} failed: ${why.join('; ') || `exit status ${r.exitCode}`}`);
-    }
-    return String(r.stdout);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') {
-      throw new ToolError(`${cmd} not found on PATH (${process.env.PATH ?? ''}): install iproute2`);
-    }
-    throw err;
-  }
+interface Output {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+function exec(cmd: string, args: readonly string[], input = ''): Promise<Output> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new ToolError(`${cmd} not found on PATH (${process.env.PATH ?? ''}): install iproute2`) : e),
+    );
+    child.on('close', (status) =>
+      resolve({ status: status ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+    );
+    child.stdin.on('error', () => undefined); // a command that exits early closes its stdin
+    child.stdin.end(input);
+  });
+}
+
+/** `ip -batch` reports "Command failed -:N": name the line that failed. */
+export function describeFailure(cmd: string, args: readonly string[], stderr: string, input: string): string {
+  const lines = stderr.trim().split('\n').filter(Boolean);
+  const at = /Command failed -:(\d+)/.exec(stderr);
+  const failedLine = at ? input.split('\n')[Number(at[1]) - 1] : undefined;
+  const why = lines.filter((l) => !/^Command failed -:/.test(l)).join('; ');
+  return failedLine ? `${why} (at '${cmd} ${failedLine}')` : `${cmd} ${args.join(' ')} failed: ${why}`;
+}
+
+async function run(cmd: string, args: readonly string[], input = ''): Promise<string> {
+  const r = await exec(cmd, args, input);
+  if (r.status !== 0) throw new ToolError(describeFailure(cmd, args, r.stderr || `exit status ${r.status}`, input));
+  return r.stdout;
 }
 
 /**
@@ -104,7 +131,7 @@ export async function apply(steps: readonly Step[]): Promise<void> {
 
 /** The MTU of one device, or undefined if it does not exist (read through ip, so it follows the current network namespace, unlike /sys). */
 export async function linkMtu(dev: string): Promise<number | undefined> {
-  const r = await execa('ip', ['-j', 'link', 'show', 'dev', dev], { reject: false });
-  if (r.exitCode !== 0) return undefined;
-  return parseLinks(String(r.stdout)).get(dev)?.mtu;
+  const r = await exec('ip', ['-j', 'link', 'show', 'dev', dev]);
+  if (r.status !== 0) return undefined;
+  return parseLinks(r.stdout).get(dev)?.mtu;
 }
