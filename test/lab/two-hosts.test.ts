@@ -12,10 +12,16 @@ const g: Record<string, Guest> = {};
 
 step('define-network: point-to-point VNI 42 on both hosts, and a network whose underlay device is missing', async (lab) => {
   const [h1, h2] = [lab.host(1), lab.host(2)];
-  log(await vxvirt(h1, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h1.ip, '--remote', h2.ip));
-  log(await vxvirt(h2, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h2.ip, '--remote', h1.ip));
-  // Accepted with a warning: the device may appear later.
-  log(await vxvirt(h1, 'define-network', 'broken', '--vni', '44', '--dev', 'nosuchdev0', '--local', h1.ip, '--remote', h2.ip));
+  const [o1, o2] = await Promise.all([
+    (async () => [
+      await vxvirt(h1, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h1.ip, '--remote', h2.ip),
+      // Accepted with a warning: the device may appear later.
+      await vxvirt(h1, 'define-network', 'broken', '--vni', '44', '--dev', 'nosuchdev0', '--local', h1.ip, '--remote', h2.ip),
+    ])(),
+    vxvirt(h2, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h2.ip, '--remote', h1.ip),
+  ]);
+  o1.forEach((l) => log(`h1: ${l}`));
+  log(`h2: ${o2}`);
   const stored = await h1.exec(['cat', '/etc/vxvirt/networks/demo.json'], { check: true });
   const def = JSON.parse(stored.stdout) as Record<string, unknown>;
   assert.is(def.vni, 42);
