@@ -703,3 +703,14 @@ function withMac(nicXml: string, mac: string): string {
   const indentText = firstEl ? nicXml.slice(el.startTagEnd, firstEl.start) : '';
   return applySplices(nicXml, [{ start: el.startTagEnd, end: el.startTagEnd, text: `${indentText || ''}${text}` }]);
 }
+
+/**
+ * An <interface> element's text for a hot-plug or live update: without
+ * <address> and <alias>, which libvirt fills in from the running device (or
+ * picks) rather than refusing a mismatch with the live configuration.
+ */
+export function liveInterfaceXml(nicXml: string): string {
+  const doc = parseXml(nicXml);
+  const drop = childElements(doc.root).filter((c) => c.name === 'address' || c.name === 'alias');
+  return applySplices(nicXml, drop.map((c) => removal(nicXml, c)));
+}

@@ -1,0 +1,239 @@
+// `vxvirt attach` and `vxvirt detach`: put a libvirt domain's NICs on a vxvirt
+// network (or take them off again) by rewriting its persistent definition,
+// and with --live also the running guest.
+//
+// attach DOMAIN --network NAME [--interface MAC|INDEX]... [--add [--mac MAC]] [--live]
+//   Rewrites the persistent XML with the generator and defines it. With
+//   --live on a running domain it then makes sure the network's bridge and
+//   vxlan exist and records the domain as their user (no hook runs on
+//   hot-plug, and the domain's `release` must later tear them down), and
+//   changes the running guest: a NIC added with --add is hot-plugged, a
+//   converted NIC is moved to the bridge in place (virsh update-device).
+//
+// detach DOMAIN [--network NAME] [--live]
+//   Undoes attach from what vxvirt recorded in the domain's metadata: NICs
+//   vxvirt added are removed, NICs it converted get their original XML back
+//   (so a NIC that was on libvirt network `default` is on it again). Only
+//   those on NAME with --network. With --live the running guest is changed
+//   the same way; when no NIC of the running guest is left on a vxvirt
+//   network the domain stops being a user of vxvirt's networks (and pairs no
+//   one else uses are removed), as when it stops.
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { readDomain, networksUsedBy } from '../domain-xml.ts';
+import { LibvirtError, UsageError } from '../errors.ts';
+import { detach, generate, interfaceXml, listInterfaces, liveInterfaceXml, type NicInfo } from '../generator.ts';
+import * as libvirt from '../libvirt.ts';
+import { ensureForDomain, releaseDomain } from '../lifecycle.ts';
+import { bridgeName, type NetworkDefinition } from '../network-definition.ts';
+import * as store from '../store.ts';
+import { networkMtu, nicChoice, nicOptions, type NicArgs } from './generate.ts';
+import { single } from './options.ts';
+
+/** What attach/detach need from the world; tests replace it. */
+export interface Ops {
+  readDomainState(name: string): Promise<libvirt.DomainState>;
+  defineDomain(xml: string): Promise<string>;
+  attachDeviceLive(domain: string, xml: string): Promise<void>;
+  detachDeviceLive(domain: string, xml: string): Promise<void>;
+  updateDeviceLive(domain: string, xml: string): Promise<void>;
+  ensureForDomain(domain: { key: string; name: string }, defs: NetworkDefinition[]): Promise<void>;
+  releaseDomain(key: string, defs: NetworkDefinition[]): Promise<unknown>;
+  listDefinitions(): NetworkDefinition[];
+  networkMtu(def: NetworkDefinition): Promise<number>;
+  say(line: string): void;
+  warn(line: string): void;
+}
+
+export const realOps: Ops = {
+  readDomainState: libvirt.readDomainState,
+  defineDomain: libvirt.defineDomain,
+  attachDeviceLive: libvirt.attachDeviceLive,
+  detachDeviceLive: libvirt.detachDeviceLive,
+  updateDeviceLive: libvirt.updateDeviceLive,
+  ensureForDomain: (domain, defs) => ensureForDomain(domain, defs),
+  releaseDomain: (key, defs) => releaseDomain(key, defs),
+  listDefinitions: store.listDefinitions,
+  networkMtu: (def) => networkMtu(def),
+  say: (line) => process.stdout.write(`${line}\n`),
+  warn: (line) => process.stderr.write(`vxvirt: warning: ${line}\n`),
+};
+
+const describe = (n: NicInfo): string => `${n.mac ?? `interface ${n.index}`}`;
+
+export interface AttachOptions {
+  domain: string;
+  network: NetworkDefinition;
+  interfaces?: string[];
+  add: boolean;
+  mac?: string;
+  live: boolean;
+}
+
+export async function attachDomain(o: AttachOptions, ops: Ops = realOps): Promise<void> {
+  const mtu = await ops.networkMtu(o.network);
+  const state = await ops.readDomainState(o.domain);
+  const genOpts = { network: o.network, mtu, add: o.add, ...(o.interfaces ? { interfaces: o.interfaces } : {}), ...(o.mac ? { mac: o.mac } : {}) };
+  const before = listInterfaces(state.persistentXml);
+  const rewritten = generate(state.persistentXml, genOpts);
+  const bridge = bridgeName(o.network.vni);
+
+  // Which NICs are ours now: by MAC where there is one, else by index.
+  let chosen: number[];
+  if (o.add) chosen = [before.length];
+  else if (o.interfaces) chosen = listInterfaces(rewritten).filter((n) => matches(n, before, o.interfaces as string[])).map((n) => n.index);
+  else chosen = before.map((n) => n.index);
+
+  let defined = state.persistentXml;
+  if (rewritten !== state.persistentXml) {
+    defined = await ops.defineDomain(rewritten);
+    // libvirt assigned MACs to NICs that had none: key their metadata by MAC.
+    if (chosen.length > 0) {
+      const rekeyed = generate(defined, { network: o.network, mtu, interfaces: chosen.map(String) });
+      if (rekeyed !== defined) defined = await ops.defineDomain(rekeyed);
+    }
+  }
+  const nics = listInterfaces(defined).filter((n) => chosen.includes(n.index));
+  const names = nics.map(describe).join(', ');
+  if (rewritten === state.persistentXml) ops.say(`domain ${o.domain}: ${names} already on network ${o.network.name} (${bridge}, MTU ${mtu})`);
+  else ops.say(`domain ${o.domain}: ${o.add ? 'added' : 'moved'} ${names} ${o.add ? 'on' : 'to'} network ${o.network.name} (${bridge}, MTU ${mtu})`);
+
+  if (!o.live) {
+    if (state.running) ops.warn(`domain ${o.domain} is running: the change applies when it next starts (or use --live)`);
+    return;
+  }
+  if (!state.running || state.liveXml === undefined) {
+    ops.warn(`domain ${o.domain} is not running: --live had nothing to change`);
+    return;
+  }
+  // No hook runs for hot-plug: make the pair and record the domain as its user first.
+  const info = readDomain(defined);
+  await ops.ensureForDomain({ key: info.key, name: info.name }, [o.network]);
+  const live = listInterfaces(state.liveXml);
+  for (const nic of nics) {
+    const xml = liveInterfaceXml(interfaceXml(defined, nic.index));
+    const running = nic.mac ? live.find((l) => l.mac === nic.mac) : undefined;
+    try {
+      if (running) {
+        if (running.bridge === bridge && running.type === 'bridge') continue;
+        await ops.updateDeviceLive(o.domain, xml);
+        ops.say(`domain ${o.domain}: running NIC ${describe(nic)} moved to ${bridge}`);
+      } else {
+        await ops.attachDeviceLive(o.domain, xml);
+        ops.say(`domain ${o.domain}: NIC ${describe(nic)} hot-plugged on ${bridge}`);
+      }
+    } catch (err) {
+      throw new LibvirtError(
+        `domain ${o.domain}: the persistent definition is changed, but the running guest is not (${(err as Error).message}); it applies when the domain next starts`,
+      );
+    }
+  }
+}
+
+/** Whether NIC `n` (after rewriting) is one the selectors chose in `before`. */
+function matches(n: NicInfo, before: NicInfo[], selectors: string[]): boolean {
+  return selectors.some((s) => {
+    const t = s.trim().toLowerCase();
+    if (/^\d+$/.test(t)) return Number(t) === n.index;
+    return before.find((b) => b.mac === t)?.index === n.index;
+  });
+}
+
+export interface DetachOptions {
+  domain: string;
+  network?: string;
+  live: boolean;
+}
+
+export async function detachDomain(o: DetachOptions, ops: Ops = realOps): Promise<void> {
+  const state = await ops.readDomainState(o.domain);
+  const r = detach(state.persistentXml, o.network !== undefined ? { network: o.network } : {});
+  if (r.removed.length + r.restored.length + r.stale.length === 0) {
+    throw new UsageError(`domain ${o.domain} has no NIC that vxvirt attached (nothing in its vxvirt metadata)`);
+  }
+  if (r.xml !== state.persistentXml) await ops.defineDomain(r.xml);
+  for (const n of r.removed) ops.say(`domain ${o.domain}: removed ${n.mac ?? `interface ${n.index}`} (network ${n.network})`);
+  for (const n of r.restored) ops.say(`domain ${o.domain}: ${n.mac ?? `interface ${n.index}`} is back as it was before network ${n.network}`);
+  for (const n of r.stale) ops.warn(`domain ${o.domain}: forgot ${n.mac ?? `interface ${n.index}`} (network ${n.network}): the domain has no such NIC any more`);
+
+  if (!o.live) {
+    if (state.running && r.removed.length + r.restored.length > 0) {
+      ops.warn(`domain ${o.domain} is running: the change applies when it next starts (or use --live)`);
+    }
+    return;
+  }
+  if (!state.running || state.liveXml === undefined) {
+    ops.warn(`domain ${o.domain} is not running: --live had nothing to change`);
+    return;
+  }
+  const live = listInterfaces(state.liveXml);
+  for (const n of r.removed) {
+    const running = live.find((l) => l.mac === n.mac);
+    if (!running) continue;
+    await liveStep(o.domain, () => ops.detachDeviceLive(o.domain, liveInterfaceXml(interfaceXml(state.liveXml as string, running.index))));
+    ops.say(`domain ${o.domain}: NIC ${n.mac} unplugged from the running guest`);
+  }
+  for (const n of r.restored) {
+    if (!live.some((l) => l.mac === n.mac)) continue;
+    await liveStep(o.domain, () => ops.updateDeviceLive(o.domain, liveInterfaceXml(n.xml)));
+    ops.say(`domain ${o.domain}: running NIC ${n.mac} moved back`);
+  }
+  // Stop being a user only when the running guest has no vxvirt NIC left.
+  const defs = ops.listDefinitions();
+  const after = await ops.readDomainState(o.domain);
+  if (after.running && after.liveXml !== undefined) {
+    const info = readDomain(after.liveXml);
+    if (networksUsedBy(info, defs).length === 0) await ops.releaseDomain(info.key, defs);
+  }
+}
+
+async function liveStep(domain: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    throw new LibvirtError(
+      `domain ${domain}: the persistent definition is changed, but the running guest is not (${(err as Error).message}); it applies when the domain next starts`,
+    );
+  }
+}
+
+// ---- commands -----------------------------------------------------------------
+
+interface AttachArgs extends NicArgs {
+  domain: string;
+  live: boolean;
+}
+
+export const attachCommand: CommandModule<object, AttachArgs> = {
+  command: 'attach <domain>',
+  describe: "Put a libvirt domain's NICs (or a new one, --add) on a vxvirt network",
+  builder: (y: Argv) =>
+    nicOptions(
+      y
+        .positional('domain', { type: 'string', describe: 'libvirt domain name' })
+        .option('live', { type: 'boolean', default: false, describe: 'also change the running guest (hot-plug)' }),
+    ) as unknown as Argv<AttachArgs>,
+  handler: async (argv: ArgumentsCamelCase<AttachArgs>) => {
+    const choice = nicChoice(argv);
+    await attachDomain({ domain: String(argv.domain), ...choice, live: argv.live });
+  },
+};
+
+interface DetachArgs {
+  domain: string;
+  network?: unknown;
+  live: boolean;
+}
+
+export const detachCommand: CommandModule<object, DetachArgs> = {
+  command: 'detach <domain>',
+  describe: 'Undo attach: remove NICs vxvirt added, put converted NICs back as they were',
+  builder: (y: Argv) =>
+    y
+      .positional('domain', { type: 'string', describe: 'libvirt domain name' })
+      .option('network', { type: 'string', describe: "only this network's NICs (default: all of vxvirt's)" })
+      .option('live', { type: 'boolean', default: false, describe: 'also change the running guest (hot-unplug)' }) as unknown as Argv<DetachArgs>,
+  handler: async (argv: ArgumentsCamelCase<DetachArgs>) => {
+    const network = single('network', argv.network);
+    await detachDomain({ domain: String(argv.domain), live: argv.live, ...(network !== undefined ? { network } : {}) });
+  },
+};
