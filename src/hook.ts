@@ -25,7 +25,10 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
   const [, op, subop] = argv;
   try {
     switch (`${op} ${subop}`) {
-      case 'prepare begin': {
+      // reconnect: libvirtd restarted with this domain running; record it again
+      // and re-create a pair that went missing meanwhile.
+      case 'prepare begin':
+      case 'reconnect begin': {
         const defs = deps.listDefinitions();
         if (defs.length === 0) return 0;
         const domain = readDomain(await io.readStdin());
@@ -36,13 +39,6 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
         const defs = deps.listDefinitions();
         const domain = readDomain(await io.readStdin());
         await releaseDomain(domain.key, defs, deps.effects);
-        return 0;
-      }
-      case 'reconnect begin': {
-        const defs = deps.listDefinitions();
-        if (defs.length === 0) return 0;
-        const domain = readDomain(await io.readStdin());
-        await ensureForDomain(domain, networksUsedBy(domain, defs), deps.effects);
         return 0;
       }
       default:
