@@ -1,7 +1,8 @@
 // vxvirt lab command line:  node --import tsx test/lab/cli.ts COMMAND
 //   up [--hosts N]   bring up N simulated hosts (default 2) and leave them running
 //   status           list labs and their hosts
-//   down             remove every lab (also what an interrupted run left behind)
+//   down [--all]     remove labs left behind (interrupted runs, `up`); --all also
+//                    removes labs whose test run is still going
 //   proof            harness self-test with hand-made bridge+vxlan (no vxvirt)
 //   demo             the README tutorial on two hosts, one line per step
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -45,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'down': {
-      const n = reapAll(log);
+      const n = reapAll(log, { all: rest.includes('--all') });
       console.log(n ? `removed ${n} lab(s)` : 'nothing to remove');
       return 0;
     }
@@ -57,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return runDemo();
     default:
-      console.error('usage: node --import tsx test/lab/cli.ts up [--hosts N] | status | down | proof | demo');
+      console.error('usage: node --import tsx test/lab/cli.ts up [--hosts N] | status | down [--all] | proof | demo');
       return 2;
   }
 }

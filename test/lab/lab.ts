@@ -39,11 +39,13 @@ import {
   symlinkSync,
   writeFileSync,
   appendFileSync,
+  copyFileSync,
+  renameSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, runSync, sleep, sleepSync, waitFor, shellQuote, indent, describeExit, type RunResult, type RunOptions } from './exec.ts';
-import { ensureGuestImage, type GuestImage } from './image.ts';
+import { ensureGuestImage, CACHE_ROOT, type GuestImage } from './image.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const STATE_ROOT = process.env.VXLAB_STATE_DIR ?? '/run/vxvirt-lab';
@@ -161,8 +163,13 @@ interface LabState {
   created: string;
 }
 
-/** Remove every lab left behind: all netns vxlab-*, all of /run/vxvirt-lab. */
-export function reapAll(log: Log = () => {}, { onlyStale = false } = {}): number {
+/**
+ * Remove labs left behind: those whose owning process is gone, those left up
+ * on purpose (`cli up`, unless `onlyStale`), and vxlab-* namespaces no lab
+ * claims. A lab whose owner is alive (a test run in progress) is kept unless
+ * `all` is set.
+ */
+export function reapAll(log: Log = () => {}, { onlyStale = false, all = false } = {}): number {
   let n = 0;
   const claimed = new Set<string>();
   const dirs = existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT) : [];
@@ -175,6 +182,11 @@ export function reapAll(log: Log = () => {}, { onlyStale = false } = {}): number
       /* half-created lab */
     }
     const netns = state?.netns ?? [];
+    if (!all && state?.owner && alive(state.owner)) {
+      log(`keeping lab ${id}: its owner, pid ${state.owner}, is running (down --all removes it)`);
+      netns.forEach((x) => claimed.add(x));
+      continue;
+    }
     if (onlyStale) {
       // Keep labs whose owner is alive, and labs left up on purpose (`cli up`).
       if (state && (state.owner === null || alive(state.owner))) {
@@ -273,6 +285,19 @@ exec sleep infinity
 }
 
 // ---------------------------------------------------------------------------
+// libvirt's QEMU capability cache, shared between labs
+
+const CAPS_SEED = join(CACHE_ROOT, 'libvirt-qemu-capabilities');
+
+function hasCapsSeed(): boolean {
+  try {
+    return readdirSync(CAPS_SEED).some((f) => f.endsWith('.xml'));
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------
 
 export interface LabOptions {
   /** Short name, part of the namespace names: [a-z0-9]{1,12}. */
@@ -347,7 +372,17 @@ export class Lab {
     await sh(['ip', '-n', this.switchNs, 'link', 'set', 'lo', 'up']);
     await sh(['ip', '-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0', 'stp_state', '0']);
     await sh(['ip', '-n', this.switchNs, 'link', 'set', 'br0', 'up']);
-    await Promise.all(this.hosts.map((h) => h.setup()));
+    // Each libvirtd probes QEMU once (~4 s, serialised: all are pinned to CPU 0)
+    // unless its capability cache is seeded. The first lab on a machine probes
+    // on one host, saves the cache, and seeds the others with it.
+    const [first, ...rest] = this.hosts;
+    if (first && !hasCapsSeed()) {
+      await first.setup();
+      await first.saveCapsSeed();
+      await Promise.all(rest.map((h) => h.setup()));
+    } else {
+      await Promise.all(this.hosts.map((h) => h.setup()));
+    }
     this.image = await imageP;
     this.log(
       `lab ${this.id}: ${this.hosts.length} host(s) up in ${Date.now() - t0} ms (${this.hosts
@@ -495,7 +530,28 @@ export class Host {
       { timeoutMs: 15_000, intervalMs: 50 },
     );
     writeFileSync(join(d, 'holder.pid'), String(this.holderPid));
+    if (hasCapsSeed()) {
+      const caps = join(d, 'var-cache-libvirt', 'qemu', 'capabilities');
+      mkdirSync(caps, { recursive: true });
+      for (const f of readdirSync(CAPS_SEED)) if (f.endsWith('.xml')) copyFileSync(join(CAPS_SEED, f), join(caps, f));
+    }
     await this.startDaemons();
+  }
+
+  /** Make libvirtd probe QEMU now and keep the result for later labs. */
+  async saveCapsSeed(): Promise<void> {
+    const t = Date.now();
+    await this.virsh('domcapabilities', '--virttype', 'qemu', '--arch', 'x86_64');
+    const caps = join(this.dir, 'var-cache-libvirt', 'qemu', 'capabilities');
+    const files = existsSync(caps) ? readdirSync(caps).filter((f) => f.endsWith('.xml')) : [];
+    if (!files.length) return;
+    const tmp = `${CAPS_SEED}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    for (const f of files) copyFileSync(join(caps, f), join(tmp, f));
+    rmSync(CAPS_SEED, { recursive: true, force: true });
+    renameSync(tmp, CAPS_SEED);
+    this.lab.log(`${this.name}: probed QEMU in ${Date.now() - t} ms; capability cache saved in ${CAPS_SEED}`);
   }
 
   /** Run a command inside the host with the init-system environment (plus `env`). */
