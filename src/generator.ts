@@ -108,6 +108,8 @@ export interface NicInfo {
   model?: string;
   /** <source bridge>, if any. */
   bridge?: string;
+  /** <mtu size>, if any. */
+  mtu?: number;
   /** The vxvirt network the metadata records this NIC on, if any. */
   network?: string;
   added?: boolean;
@@ -216,7 +218,10 @@ export function listInterfaces(xml: string): NicInfo[] {
     const model = modelOf(nic);
     const source = firstChild(nic, 'source');
     const bridge = source ? attr(source, 'bridge') : undefined;
+    const mtuEl = firstChild(nic, 'mtu');
+    const mtu = mtuEl ? Number(attr(mtuEl, 'size')) : undefined;
     const entry = entryFor(d.entries, nic, index);
+    if (mtu !== undefined && Number.isInteger(mtu)) info.mtu = mtu;
     if (mac) info.mac = mac;
     if (model) info.model = model;
     if (bridge) info.bridge = bridge;
@@ -709,8 +714,27 @@ function withMac(nicXml: string, mac: string): string {
  * <address> and <alias>, which libvirt fills in from the running device (or
  * picks) rather than refusing a mismatch with the live configuration.
  */
-export function liveInterfaceXml(nicXml: string): string {
+export function liveInterfaceXml(nicXml: string, opts: { keepMtu?: number | null } = {}): string {
   const doc = parseXml(nicXml);
-  const drop = childElements(doc.root).filter((c) => c.name === 'address' || c.name === 'alias');
-  return applySplices(nicXml, drop.map((c) => removal(nicXml, c)));
+  const el = doc.root;
+  const splices: Splice[] = [];
+  for (const c of childElements(el)) {
+    if (c.name === 'address' || c.name === 'alias') splices.push(removal(nicXml, c));
+  }
+  // libvirt cannot change a running NIC's MTU ("cannot modify MTU"): an update
+  // must carry the MTU the device has (keepMtu; null = it has none).
+  if (opts.keepMtu !== undefined) {
+    const mtuEl = firstChild(el, 'mtu');
+    const q = quoteOf(el);
+    if (opts.keepMtu === null) {
+      if (mtuEl) splices.push(removal(nicXml, mtuEl));
+    } else if (mtuEl) {
+      splices.push({ start: mtuEl.start, end: mtuEl.end, text: emptyElement('mtu', [['size', String(opts.keepMtu)]], q) });
+    } else {
+      const after = firstChild(el, 'model') ?? childElements(el).at(-1);
+      const at = after ? after.end : el.startTagEnd;
+      splices.push({ start: at, end: at, text: `\n${childIndent(nicXml, el)}${emptyElement('mtu', [['size', String(opts.keepMtu)]], q)}` });
+    }
+  }
+  return applySplices(nicXml, splices);
 }

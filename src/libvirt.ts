@@ -275,14 +275,13 @@ export async function readLibvirtNetwork(name: string): Promise<LibvirtNetworkIn
 }
 
 /** The XML vxvirt defines for a network (templates/network.xml). */
-export function libvirtNetworkXml(def: NetworkDefinition, mtu: number | undefined, uuid?: string): string {
+export function libvirtNetworkXml(def: NetworkDefinition, uuid?: string): string {
   return `${fillTemplate(readTemplate('network.xml'), {
     name: def.name,
     uuid,
     xmlns: VXVIRT_XMLNS,
     vni: def.vni,
     bridge: bridgeName(def.vni),
-    mtu,
   })}\n`;
 }
 
@@ -295,30 +294,32 @@ export interface DefineNetworkResult {
 
 /**
  * Make libvirt hold a network NAME that puts guests on vxvirt's bridge:
- * `<forward mode='bridge'/>`, `<bridge name='vxbrN'/>`, `<mtu size='MTU'/>`,
- * autostarted and started. Guests can then use
+ * `<forward mode='bridge'/>` and `<bridge name='vxbrN'/>`, autostarted and
+ * started. Guests can then use
  * `<interface type='network'><source network='NAME'/></interface>`, and the
- * hook builds vxbrN before they start (libvirt does not need the bridge to
- * exist to start such a network; a guest's tap needs it).
+ * hook builds vxbrN before they start. Measured with libvirt 9.0: such a
+ * network starts while vxbrN does not exist yet (only a guest's tap needs
+ * it), and libvirt refuses an `<mtu>` in it ("mtu size only allowed in open,
+ * route, nat, and isolated mode"), so the MTU is the bridge's, which the hook
+ * sets; a guest learns it only from a `<mtu>` in its own <interface>.
  *
  * Idempotent: defining again updates the definition (same UUID). A libvirt
  * network of that name that vxvirt did not make is refused. A changed
  * definition of an active network is applied by restarting it when no guest
  * is connected; otherwise it applies on its next start (said in `note`).
  */
-export async function defineLibvirtNetwork(def: NetworkDefinition, mtu: number | undefined): Promise<DefineNetworkResult> {
+export async function defineLibvirtNetwork(def: NetworkDefinition): Promise<DefineNetworkResult> {
   const existing = await readLibvirtNetwork(def.name);
   if (existing && !existing.ours) {
     throw new LibvirtError(
       `libvirt already has a network ${def.name} that vxvirt did not define: choose another name, or skip the libvirt network with --no-libvirt`,
     );
   }
-  const xml = libvirtNetworkXml(def, mtu, existing?.uuid);
+  // The existing UUID must be given: without one libvirt makes up a new one
+  // and refuses ("network 'NAME' already exists with uuid …").
+  const xml = libvirtNetworkXml(def, existing?.uuid);
   let action: DefineNetworkResult['action'] = 'created';
-  if (existing) {
-    const current = libvirtNetworkXml(def, mtu, existing.uuid);
-    action = sameNetwork(existing.xml, current) ? 'unchanged' : 'updated';
-  }
+  if (existing) action = sameNetwork(existing.xml, xml) ? 'unchanged' : 'updated';
   if (action !== 'unchanged') {
     await withXmlFile(xml, (path) => virshOk(`defining libvirt network ${def.name}`, ['net-define', path]));
   }
@@ -339,17 +340,16 @@ export async function defineLibvirtNetwork(def: NetworkDefinition, mtu: number |
   return result;
 }
 
-/** Compare the parts vxvirt sets: bridge, forward mode, MTU, VNI mark. */
+/** Compare what vxvirt sets: bridge, forward mode, no MTU, VNI mark. */
 function sameNetwork(currentXml: string, wantedXml: string): boolean {
   const facts = (xml: string): string => {
     const root = parseXml(xml).root;
     const bridge = firstChild(root, 'bridge');
     const forward = firstChild(root, 'forward');
-    const mtu = firstChild(root, 'mtu');
     return JSON.stringify([
       bridge && attr(bridge, 'name'),
       forward && attr(forward, 'mode'),
-      mtu && attr(mtu, 'size'),
+      firstChild(root, 'mtu') !== undefined,
       parseNetworkXml(xml).vni,
     ]);
   };

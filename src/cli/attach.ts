@@ -110,15 +110,18 @@ export async function attachDomain(o: AttachOptions, ops: Ops = realOps): Promis
   await ops.ensureForDomain({ key: info.key, name: info.name }, [o.network]);
   const live = listInterfaces(state.liveXml);
   for (const nic of nics) {
-    const xml = liveInterfaceXml(interfaceXml(defined, nic.index));
     const running = nic.mac ? live.find((l) => l.mac === nic.mac) : undefined;
     try {
       if (running) {
         if (running.bridge === bridge && running.type === 'bridge') continue;
-        await ops.updateDeviceLive(o.domain, xml);
+        // A running NIC keeps its MTU (libvirt cannot change it live).
+        await ops.updateDeviceLive(o.domain, liveInterfaceXml(interfaceXml(defined, nic.index), { keepMtu: running.mtu ?? null }));
         ops.say(`domain ${o.domain}: running NIC ${describe(nic)} moved to ${bridge}`);
+        if (running.mtu !== mtu) {
+          ops.warn(`domain ${o.domain}: NIC ${describe(nic)} keeps its MTU (${running.mtu ?? 'default'}) until the domain restarts: set MTU ${mtu} in the guest meanwhile`);
+        }
       } else {
-        await ops.attachDeviceLive(o.domain, xml);
+        await ops.attachDeviceLive(o.domain, liveInterfaceXml(interfaceXml(defined, nic.index)));
         ops.say(`domain ${o.domain}: NIC ${describe(nic)} hot-plugged on ${bridge}`);
       }
     } catch (err) {
@@ -173,8 +176,9 @@ export async function detachDomain(o: DetachOptions, ops: Ops = realOps): Promis
     ops.say(`domain ${o.domain}: NIC ${n.mac} unplugged from the running guest`);
   }
   for (const n of r.restored) {
-    if (!live.some((l) => l.mac === n.mac)) continue;
-    await liveStep(o.domain, () => ops.updateDeviceLive(o.domain, liveInterfaceXml(n.xml)));
+    const running = live.find((l) => l.mac === n.mac);
+    if (!running) continue;
+    await liveStep(o.domain, () => ops.updateDeviceLive(o.domain, liveInterfaceXml(n.xml, { keepMtu: running.mtu ?? null })));
     ops.say(`domain ${o.domain}: running NIC ${n.mac} moved back`);
   }
   // Stop being a user only when the running guest has no vxvirt NIC left.
