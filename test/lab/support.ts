@@ -23,7 +23,10 @@ export function labSuite(title: string, name: string, hosts: number): LabSuite {
   const test = suite(title);
   let lab: Lab | undefined;
   let setupError: unknown;
-  const t0 = Date.now();
+  let t0 = Date.now();
+  test.before(() => {
+    t0 = Date.now();
+  });
   test.after(() => {
     lab?.destroySync();
     log(`${title}: lab removed, suite took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
