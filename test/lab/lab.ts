@@ -242,7 +242,7 @@ function installHandlers(): void {
 
 const LIBVIRTD_CONF = `# vxvirt lab host: libvirtd.conf
 # Hook debug messages plus warnings/errors of everything else, to a file.
-log_filters="1:util.hook 1:qemu.qemu_process"
+log_filters="1:util.hook"
 log_outputs="1:file:/var/log/libvirt/libvirtd.log"
 `;
 
