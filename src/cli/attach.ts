@@ -180,6 +180,10 @@ export async function detachDomain(o: DetachOptions, ops: Ops = realOps): Promis
     if (!running) continue;
     await liveStep(o.domain, () => ops.updateDeviceLive(o.domain, liveInterfaceXml(n.xml, { keepMtu: running.mtu ?? null })));
     ops.say(`domain ${o.domain}: running NIC ${n.mac} moved back`);
+    const wanted = listInterfaces(r.xml)[n.index]?.mtu;
+    if (running.mtu !== undefined && running.mtu !== wanted) {
+      ops.warn(`domain ${o.domain}: NIC ${n.mac} keeps MTU ${running.mtu} until the domain restarts (libvirt cannot change it live)`);
+    }
   }
   // Stop being a user only when the running guest has no vxvirt NIC left.
   const defs = ops.listDefinitions();
