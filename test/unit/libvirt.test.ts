@@ -1,0 +1,407 @@
+// src/libvirt.ts without a libvirtd: the network XML vxvirt defines (checked
+// against libvirt's schema), reading virsh's view of a network, the message
+// when the bindings are missing, and the virsh calls made for networks (with
+// a fake `virsh` on PATH). Also attach/detach (src/cli/attach.ts) against a
+// fake libvirt: what is defined, hot-plugged, ensured and released.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { attachDomain, detachDomain, type Ops } from '../../src/cli/attach.ts';
+import { networkMtu } from '../../src/cli/generate.ts';
+import { DefinitionError, LibvirtError } from '../../src/errors.ts';
+import { generate, listInterfaces } from '../../src/generator.ts';
+import * as lv from '../../src/libvirt.ts';
+import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
+
+const REPO = new URL('../..', import.meta.url).pathname;
+const lab = validateDefinition({ name: 'lab', vni: 100, dev: 'eth0', remotes: ['10.0.0.2'] });
+const lab6 = validateDefinition({ name: 'lab6', vni: 106, dev: 'eth0', remotes: ['fd00::2'] });
+const tmp = mkdtempSync(join(tmpdir(), 'vxvirt-libvirt-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+const fixture = (name: string): string => readFileSync(join(REPO, 'test/fixtures/domains', name), 'utf8');
+
+// ---- network XML ------------------------------------------------------------
+
+test('the libvirt network XML: forward bridge to vxbrN, vxvirt mark, UUID when known; valid for libvirt', () => {
+  const xml = lv.libvirtNetworkXml(lab, 'a9ed3b3e-5a0c-4b8e-9d1f-0f6e2c7b3a10');
+  assert.is(
+    xml,
+    `<network>
+  <name>lab</name>
+  <uuid>a9ed3b3e-5a0c-4b8e-9d1f-0f6e2c7b3a10</uuid>
+  <metadata>
+    <vxvirt:network xmlns:vxvirt='https://vxvirt.dev/xmlns/1' vni='100'/>
+  </metadata>
+  <forward mode='bridge'/>
+  <bridge name='vxbr100'/>
+</network>
+`,
+  );
+  assert.not.ok(lv.libvirtNetworkXml(lab).includes('<uuid>'), 'no UUID: libvirt makes one');
+  if (spawnSync('sh', ['-c', 'command -v virt-xml-validate']).status !== 0) {
+    console.log('libvirt tests: virt-xml-validate not found: network schema validation SKIPPED');
+    return;
+  }
+  for (const [i, text] of [xml, lv.libvirtNetworkXml(lab)].entries()) {
+    const file = join(tmp, `net${i}.xml`);
+    writeFileSync(file, text);
+    const r = spawnSync('virt-xml-validate', [file, 'network'], { encoding: 'utf8' });
+    assert.is(r.status, 0, r.stdout + r.stderr);
+  }
+});
+
+test("reading virsh net-dumpxml: vxvirt's mark, UUID, connections", () => {
+  const ours = lv.parseNetworkXml(`<network connections='2'>
+  <name>lab</name>
+  <uuid>9aea6b46-26d0-491d-b8ad-719fc7caec37</uuid>
+  <metadata>
+    <vxvirt:network xmlns:vxvirt="https://vxvirt.dev/xmlns/1" vni="42"/>
+  </metadata>
+  <forward mode='bridge'/>
+  <bridge name='vxbr42'/>
+</network>`);
+  assert.equal({ ...ours, xml: undefined }, { name: 'lab', uuid: '9aea6b46-26d0-491d-b8ad-719fc7caec37', vni: 42, ours: true, connections: 2, xml: undefined });
+  const theirs = lv.parseNetworkXml(`<network><name>default</name><forward mode='nat'/><bridge name='virbr0'/></network>`);
+  assert.is(theirs.ours, false);
+  assert.is(theirs.connections, 0);
+});
+
+// ---- the bindings -------------------------------------------------------------
+
+test('missing bindings: one line saying what to install', async () => {
+  lv.resetBindingsForTests();
+  try {
+    await lv.loadBindings(() => Promise.reject(new Error("Cannot find package '@unraid/libvirt' imported from /usr/lib/vxvirt/dist/cli.js")));
+    assert.unreachable('should fail');
+  } catch (err) {
+    assert.instance(err, LibvirtError);
+    const e = err as LibvirtError;
+    assert.is(e.exitCode, 9);
+    assert.not.ok(e.message.includes('\n'));
+    assert.match(e.message, /^the libvirt bindings @unraid\/libvirt are not installed or did not build \(Cannot find package/);
+    assert.match(e.message, /install libvirt-dev, python3 and g\+\+, then `npm install @unraid\/libvirt@2.2.1`/);
+  } finally {
+    lv.resetBindingsForTests();
+  }
+});
+
+test('the bundled CLI without the bindings fails with that line and exit status 9', () => {
+  const cli = join(REPO, 'dist/cli.js');
+  if (!existsSync(cli)) {
+    console.log('libvirt tests: dist/cli.js not built: bundled-CLI check SKIPPED');
+    return;
+  }
+  // A copy of the package without node_modules: what an install without libvirt-dev has.
+  const pkg = join(tmp, 'pkg');
+  mkdirSync(join(pkg, 'dist'), { recursive: true });
+  mkdirSync(join(pkg, 'templates'), { recursive: true });
+  writeFileSync(join(pkg, 'package.json'), '{"type":"module"}\n');
+  writeFileSync(join(pkg, 'dist/cli.js'), readFileSync(cli));
+  for (const t of ['interface.xml', 'network.xml']) writeFileSync(join(pkg, 'templates', t), readFileSync(join(REPO, 'templates', t)));
+  const cfg = join(tmp, 'cfg');
+  mkdirSync(join(cfg, 'networks'), { recursive: true });
+  writeFileSync(join(cfg, 'networks/lab.json'), JSON.stringify({ version: 1, ...lab }));
+  const env = { ...process.env, VXVIRT_CONFIG_DIR: cfg, VXVIRT_STATE_DIR: join(tmp, 'state') };
+  const r = spawnSync(process.execPath, [join(pkg, 'dist/cli.js'), 'attach', 'vm1', '--network', 'lab'], { encoding: 'utf8', env });
+  assert.is(r.status, 9, r.stderr);
+  assert.match(r.stderr, /^vxvirt: the libvirt bindings @unraid\/libvirt are not installed/);
+  assert.is(r.stderr.trim().split('\n').length, 1);
+  // generate needs no bindings, and finds its template next to dist/.
+  const g = spawnSync(process.execPath, [join(pkg, 'dist/cli.js'), 'generate', '--network', 'lab', '--add', '--mac', '52:54:00:00:00:aa'], {
+    encoding: 'utf8',
+    env,
+    input: fixture('no-interfaces-tabs.xml'),
+  });
+  assert.is(g.status, 0, g.stderr);
+  assert.match(g.stdout, /<interface type="bridge">\n\t\t\t<mac address="52:54:00:00:00:aa"\/>/);
+});
+
+// ---- networks through a fake virsh --------------------------------------------
+
+/** A fake virsh that logs its arguments and answers from files in `dir`. */
+function fakeVirsh(state: { dumpxml?: string; info?: string }): { dir: string; calls: () => string[] } {
+  const dir = mkdtempSync(join(tmp, 'virsh-'));
+  if (state.dumpxml !== undefined) writeFileSync(join(dir, 'dumpxml'), state.dumpxml);
+  if (state.info !== undefined) writeFileSync(join(dir, 'info'), state.info);
+  writeFileSync(
+    join(dir, 'virsh'),
+    `#!/bin/sh
+echo "$*" >> ${dir}/calls
+shift 3  # -q -c URI
+case "$1" in
+  net-dumpxml) [ -f ${dir}/dumpxml ] && exec cat ${dir}/dumpxml; echo "error: failed to get network '$2'" >&2; echo "error: Network not found: no network with matching name '$2'" >&2; exit 1 ;;
+  net-info) exec cat ${dir}/info ;;
+  net-define) cp "$2" ${dir}/defined.xml; echo "Network defined" ;;
+  *) exit 0 ;;
+esac
+`,
+  );
+  chmodSync(join(dir, 'virsh'), 0o755);
+  return { dir, calls: () => readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n').map((l) => l.replace(/^-q -c \S+ /, '')) };
+}
+
+async function withPath<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.PATH;
+  process.env.PATH = `${dir}:${saved}`;
+  try {
+    return await fn();
+  } finally {
+    process.env.PATH = saved;
+  }
+}
+
+const info = (active: boolean, autostart: boolean) => `Name: lab\nActive:         ${active ? 'yes' : 'no'}\nAutostart:      ${autostart ? 'yes' : 'no'}\n`;
+const dump = (bridge: string, connections = 0) =>
+  `<network${connections ? ` connections='${connections}'` : ''}>\n  <name>lab</name>\n  <uuid>9aea6b46-26d0-491d-b8ad-719fc7caec37</uuid>\n  <metadata>\n    <vxvirt:network xmlns:vxvirt="https://vxvirt.dev/xmlns/1" vni="100"/>\n  </metadata>\n  <forward mode='bridge'/>\n  <bridge name='${bridge}'/>\n</network>\n`;
+
+test('defineLibvirtNetwork: new network is defined, autostarted, started', async () => {
+  const v = fakeVirsh({});
+  const r = await withPath(v.dir, () => lv.defineLibvirtNetwork(lab));
+  assert.equal(r, { action: 'created', active: true });
+  const calls = v.calls();
+  assert.is(calls[0], 'net-dumpxml lab');
+  assert.match(calls[1]!, /^net-define \/.*\/object\.xml$/);
+  assert.equal(calls.slice(2), ['net-autostart lab', 'net-start lab']);
+  assert.is(readFileSync(join(v.dir, 'defined.xml'), 'utf8'), lv.libvirtNetworkXml(lab));
+});
+
+test('defineLibvirtNetwork: unchanged network: nothing but reads', async () => {
+  const v = fakeVirsh({ dumpxml: dump('vxbr100'), info: info(true, true) });
+  assert.equal(await withPath(v.dir, () => lv.defineLibvirtNetwork(lab)), { action: 'unchanged', active: true });
+  assert.equal(v.calls(), ['net-dumpxml lab', 'net-info lab']);
+});
+
+test('defineLibvirtNetwork: changed and unused: redefined with its UUID and restarted; in use: a note', async () => {
+  const v = fakeVirsh({ dumpxml: dump('vxbr7'), info: info(true, true) });
+  assert.equal(await withPath(v.dir, () => lv.defineLibvirtNetwork(lab)), { action: 'updated', active: true });
+  assert.equal(v.calls().map((c) => c.split(' ')[0]), ['net-dumpxml', 'net-info', 'net-define', 'net-destroy', 'net-start']);
+  assert.match(readFileSync(join(v.dir, 'defined.xml'), 'utf8'), /<uuid>9aea6b46-26d0-491d-b8ad-719fc7caec37<\/uuid>/);
+  const busy = fakeVirsh({ dumpxml: dump('vxbr7', 3), info: info(true, true) });
+  const r = await withPath(busy.dir, () => lv.defineLibvirtNetwork(lab));
+  assert.equal(r, { action: 'updated', active: true, note: 'libvirt network lab has 3 guest connection(s): its new definition applies when it is restarted' });
+  assert.not.ok(busy.calls().some((c) => c.startsWith('net-destroy')));
+});
+
+test("defineLibvirtNetwork/undefineLibvirtNetwork refuse a network vxvirt did not make", async () => {
+  const v = fakeVirsh({ dumpxml: `<network><name>lab</name><forward mode='nat'/></network>`, info: info(true, true) });
+  await withPath(v.dir, async () => {
+    try {
+      await lv.defineLibvirtNetwork(lab);
+      assert.unreachable();
+    } catch (err) {
+      assert.instance(err, LibvirtError);
+      assert.match((err as Error).message, /^libvirt already has a network lab that vxvirt did not define: choose another name, or skip the libvirt network with --no-libvirt$/);
+    }
+    try {
+      await lv.undefineLibvirtNetwork('lab');
+      assert.unreachable();
+    } catch (err) {
+      assert.match((err as Error).message, /^libvirt network lab was not defined by vxvirt/);
+    }
+  });
+  assert.not.ok(v.calls().some((c) => /net-(define|destroy|undefine)/.test(c)));
+});
+
+test('undefineLibvirtNetwork: absent is fine; active is stopped first; in use is refused', async () => {
+  const none = fakeVirsh({});
+  assert.equal(await withPath(none.dir, () => lv.undefineLibvirtNetwork('lab')), { action: 'absent' });
+  const active = fakeVirsh({ dumpxml: dump('vxbr100'), info: info(true, true) });
+  assert.equal(await withPath(active.dir, () => lv.undefineLibvirtNetwork('lab')), { action: 'removed' });
+  assert.equal(active.calls(), ['net-dumpxml lab', 'net-info lab', 'net-destroy lab', 'net-undefine lab']);
+  const busy = fakeVirsh({ dumpxml: dump('vxbr100', 1), info: info(true, true) });
+  await withPath(busy.dir, async () => {
+    try {
+      await lv.undefineLibvirtNetwork('lab');
+      assert.unreachable();
+    } catch (err) {
+      assert.match((err as Error).message, /has 1 guest connection\(s\): stop or detach those guests first/);
+    }
+  });
+});
+
+test('virsh missing: a ToolError naming it', async () => {
+  const saved = process.env.PATH;
+  process.env.PATH = join(tmp, 'nothing-here');
+  try {
+    await lv.readLibvirtNetwork('lab');
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as { exitCode?: number }).exitCode, 5, String(err));
+    assert.match((err as Error).message, /^virsh not found on PATH/);
+  } finally {
+    process.env.PATH = saved;
+  }
+});
+
+// ---- MTU for the CLI ------------------------------------------------------------
+
+test('networkMtu: from the underlay; --mtu checked against it; a fallback with a warning when the underlay is absent', async () => {
+  const warnings: string[] = [];
+  const warn = (l: string) => warnings.push(l);
+  assert.is(await networkMtu(lab, async () => 1500, warn), 1450);
+  assert.is(await networkMtu(lab6, async () => 9000, warn), 8930);
+  assert.is(await networkMtu({ ...lab, mtu: 1400 }, async () => 1500, warn), 1400);
+  try {
+    await networkMtu({ ...lab, mtu: 1480 }, async () => 1500, warn);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, DefinitionError);
+  }
+  assert.equal(warnings, []);
+  assert.is(await networkMtu(lab, async () => undefined, warn), 1450);
+  assert.is(await networkMtu(lab6, async () => undefined, warn), 1430);
+  assert.is(await networkMtu({ ...lab, mtu: 1300 }, async () => undefined, warn), 1300);
+  assert.equal(warnings, [
+    'underlay device eth0 of network lab is not on this host: using MTU 1450 (1500 minus 50 for VXLAN over IPv4)',
+    'underlay device eth0 of network lab6 is not on this host: using MTU 1430 (1500 minus 70 for VXLAN over IPv6)',
+    "underlay device eth0 of network lab is not on this host: using MTU 1300 (the definition's --mtu)",
+  ]);
+});
+
+// ---- attach / detach against a fake libvirt ---------------------------------------
+
+interface Fake {
+  ops: Ops;
+  log: string[];
+  persistent: () => string;
+}
+
+/** A fake libvirt holding one domain; define keeps the XML, giving MACs to NICs without one (as libvirt does). */
+function fakeLibvirt(xml: string, live?: string): Fake {
+  let persistent = xml;
+  let liveXml = live;
+  const log: string[] = [];
+  let macs = 0;
+  const ops: Ops = {
+    readDomainState: async (name) => ({
+      name,
+      uuid: '0c3f2f4e-5b1d-4d8e-9a52-6f0e2b7c1a11',
+      persistentXml: persistent,
+      running: liveXml !== undefined,
+      ...(liveXml !== undefined ? { liveXml } : {}),
+    }),
+    defineDomain: async (x) => {
+      log.push('define');
+      persistent = x.replace(/(<interface type='bridge'>\n)(\s+)(<source)/g, (_, a: string, ind: string, b: string) => `${a}${ind}<mac address='52:54:00:ff:00:0${macs++}'/>\n${ind}${b}`);
+      return persistent;
+    },
+    attachDeviceLive: async (_d, x) => void log.push(`attach ${x.replace(/\s+/g, ' ')}`),
+    detachDeviceLive: async (_d, x) => void log.push(`detach ${x.replace(/\s+/g, ' ')}`),
+    updateDeviceLive: async (_d, x) => void log.push(`update ${x.replace(/\s+/g, ' ')}`),
+    ensureForDomain: async (d, defs) => void log.push(`ensure ${d.key} ${d.name} ${defs.map((x) => x.name).join(',')}`),
+    releaseDomain: async (key, defs) => void log.push(`release ${key} ${defs.map((x) => x.name).join(',')}`),
+    listDefinitions: () => [lab],
+    networkMtu: async () => 1450,
+    say: (l) => void log.push(`say ${l}`),
+    warn: (l) => void log.push(`warn ${l}`),
+  };
+  return {
+    ops,
+    log,
+    persistent: () => persistent,
+    set live(x: string | undefined) {
+      liveXml = x;
+    },
+  } as Fake;
+}
+
+test('attach (persistent only) on a stopped domain: defined once, nothing live', async () => {
+  const f = fakeLibvirt(fixture('virt-install-network.xml'));
+  await attachDomain({ domain: 'web1', network: lab, add: false, live: false }, f.ops);
+  assert.equal(f.log, ['define', 'say domain web1: moved 52:54:00:6b:3c:58 to network lab (vxbr100, MTU 1450)']);
+  assert.is(f.persistent(), generate(fixture('virt-install-network.xml'), { network: lab, mtu: 1450 }));
+  f.log.length = 0;
+  await attachDomain({ domain: 'web1', network: lab, add: false, live: true }, f.ops);
+  assert.equal(f.log, [
+    'say domain web1: 52:54:00:6b:3c:58 already on network lab (vxbr100, MTU 1450)',
+    'warn domain web1 is not running: --live had nothing to change',
+  ]);
+});
+
+test('attach of NICs without a MAC: a second define keys their metadata by the MAC libvirt gave', async () => {
+  const f = fakeLibvirt(fixture('user-and-ethernet.xml'));
+  await attachDomain({ domain: 'laptop-dev', network: lab, add: false, interfaces: ['3'], live: false }, f.ops);
+  assert.equal(f.log.filter((l) => l === 'define'), ['define', 'define']);
+  assert.match(f.persistent(), /<vxvirt:interface mac='52:54:00:ff:00:00' network='lab' vni='100'>/);
+  assert.not.match(f.persistent(), /index='3'/);
+});
+
+test('attach --live on a running domain: pair ensured and domain recorded first, then the running NIC moved (its MTU kept) and a new one hot-plugged', async () => {
+  const running = fixture('virt-install-network.xml').replace(
+    `<source network='default'/>`,
+    `<source network='default' portid='5e4b0f6e-0d8e-4c1a-9d3e-3c7a0f1b2c3d' bridge='virbr0'/>\n      <target dev='vnet0'/>`,
+  );
+  const f = fakeLibvirt(fixture('virt-install-network.xml'), running);
+  await attachDomain({ domain: 'web1', network: lab, add: false, live: true }, f.ops);
+  assert.equal(f.log.slice(0, 3), [
+    'define',
+    'say domain web1: moved 52:54:00:6b:3c:58 to network lab (vxbr100, MTU 1450)',
+    'ensure 0c3f2f4e-5b1d-4d8e-9a52-6f0e2b7c1a11 web1 lab',
+  ]);
+  assert.is(
+    f.log[3],
+    "update <interface type='bridge'> <mac address='52:54:00:6b:3c:58'/> <source bridge='vxbr100'/> <model type='virtio'/> </interface>",
+    'no <mtu> (the running NIC has none), no <address>',
+  );
+  assert.match(f.log[5]!, /^warn domain web1: NIC 52:54:00:6b:3c:58 keeps its MTU \(default\) until the domain restarts: set MTU 1450 in the guest meanwhile$/);
+
+  f.log.length = 0;
+  await attachDomain({ domain: 'web1', network: lab, add: true, mac: '52:54:00:aa:00:01', live: true }, f.ops);
+  assert.equal(f.log, [
+    'define',
+    'say domain web1: added 52:54:00:aa:00:01 on network lab (vxbr100, MTU 1450)',
+    'ensure 0c3f2f4e-5b1d-4d8e-9a52-6f0e2b7c1a11 web1 lab',
+    "attach <interface type='bridge'> <mac address='52:54:00:aa:00:01'/> <source bridge='vxbr100'/> <model type='virtio'/> <mtu size='1450'/> </interface>",
+    'say domain web1: NIC 52:54:00:aa:00:01 hot-plugged on vxbr100',
+  ]);
+});
+
+test('attach without --live on a running domain says when it applies', async () => {
+  const f = fakeLibvirt(fixture('virt-install-network.xml'), fixture('virt-install-network.xml'));
+  await attachDomain({ domain: 'web1', network: lab, add: false, live: false }, f.ops);
+  assert.is(f.log.at(-1), 'warn domain web1 is running: the change applies when it next starts (or use --live)');
+});
+
+test('a failed hot-plug is a LibvirtError saying the persistent definition changed', async () => {
+  const f = fakeLibvirt(fixture('no-interfaces-tabs.xml'), fixture('no-interfaces-tabs.xml'));
+  f.ops.attachDeviceLive = async () => {
+    throw new LibvirtError('hot-plugging into domain tiny: internal error: unable to execute QEMU command');
+  };
+  try {
+    await attachDomain({ domain: 'tiny', network: lab, add: true, mac: '52:54:00:aa:00:02', live: true }, f.ops);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, LibvirtError);
+    assert.match((err as Error).message, /^domain tiny: the persistent definition is changed, but the running guest is not \(hot-plugging into domain tiny: internal error/);
+  }
+});
+
+test('detach --live: added NIC unplugged, converted NIC moved back, released when no vxvirt NIC is left', async () => {
+  const original = fixture('virt-install-network.xml');
+  const attached = generate(generate(original, { network: lab, mtu: 1450 }), { network: lab, mtu: 1450, add: true, mac: '52:54:00:aa:00:01' });
+  const f = fakeLibvirt(attached, attached);
+  // After the live changes the running guest has no NIC on vxbr100.
+  f.ops.updateDeviceLive = async (_d, x) => {
+    f.log.push(`update ${x.replace(/\s+/g, ' ')}`);
+    (f as unknown as { live: string }).live = original;
+  };
+  await detachDomain({ domain: 'web1', live: true }, f.ops);
+  assert.is(f.persistent(), original, 'the definition is exactly the original again');
+  assert.equal(f.log, [
+    'define',
+    'say domain web1: removed 52:54:00:aa:00:01 (network lab)',
+    'say domain web1: 52:54:00:6b:3c:58 is back as it was before network lab',
+    "detach <interface type='bridge'> <mac address='52:54:00:aa:00:01'/> <source bridge='vxbr100'/> <model type='virtio'/> <mtu size='1450'/> </interface>",
+    'say domain web1: NIC 52:54:00:aa:00:01 unplugged from the running guest',
+    "update <interface type='network'> <mac address='52:54:00:6b:3c:58'/> <source network='default'/> <model type='virtio'/> <mtu size='1450'/> </interface>",
+    'say domain web1: running NIC 52:54:00:6b:3c:58 moved back',
+    'warn domain web1: NIC 52:54:00:6b:3c:58 keeps MTU 1450 until the domain restarts (libvirt cannot change it live)',
+    'release 0c3f2f4e-5b1d-4d8e-9a52-6f0e2b7c1a11 lab',
+  ]);
+  assert.equal(listInterfaces(f.persistent()).map((n) => n.network), [undefined]);
+});
+
+test.run();
