@@ -6,7 +6,8 @@
 //   proof            harness self-test with hand-made bridge+vxlan (no vxvirt)
 //   demo             the README tutorial on two hosts, one line per step
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Lab, reapAll, STATE_ROOT, DAEMON_ENV } from './lab.ts';
 import { runProof } from './proof.ts';
 import { runDemo } from './demo.ts';
@@ -63,7 +64,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+// Only as a program: the test runner imports every file under test/lab.
+const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain) main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
     console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
