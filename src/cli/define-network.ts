@@ -2,6 +2,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError } from '../errors.ts';
 import { checkNoConflict, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
 import { linkMtu } from '../iproute.ts';
+import { defineLibvirtNetwork } from '../libvirt.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
 
@@ -17,6 +18,7 @@ interface Args {
   ttl?: unknown;
   learning: boolean;
   replace: boolean;
+  libvirt: boolean;
 }
 
 export function definitionFromArgs(argv: Args): NetworkDefinition {
@@ -52,7 +54,12 @@ export const defineNetwork: CommandModule<object, Args> = {
       .option('mtu', { type: 'string', describe: 'overlay MTU (default: underlay MTU - 50, or - 70 over IPv6)' })
       .option('ttl', { type: 'string', describe: 'TTL of the VXLAN packets, 1..255 (default: inherit)' })
       .option('learning', { type: 'boolean', default: true, describe: 'learn remote MACs from received packets (--no-learning)' })
-      .option('replace', { type: 'boolean', default: false, describe: 'replace an existing definition of the same name' }) as unknown as Argv<Args>,
+      .option('replace', { type: 'boolean', default: false, describe: 'replace an existing definition of the same name' })
+      .option('libvirt', {
+        type: 'boolean',
+        default: true,
+        describe: 'also define a libvirt network NAME that bridges to vxbrN, for virt-install/virt-manager (--no-libvirt to skip)',
+      }) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const def = definitionFromArgs(argv);
     // Check the MTU against the underlay now if it is here; a host whose
@@ -65,14 +72,26 @@ export const defineNetwork: CommandModule<object, Args> = {
     } else {
       mtuNote = `MTU ${overlayMtu(def, devMtu)}`;
     }
-    await store.withHostLock(`define-network ${def.name}`, async () => {
-      const existing = store.listDefinitions();
+    const checkAgainst = (existing: NetworkDefinition[]) => {
       if (!argv.replace && existing.some((d) => d.name === def.name)) {
         throw new DefinitionError(`network ${def.name} is already defined: undefine it first, or use --replace`);
       }
       checkNoConflict(def, existing);
+    };
+    // Check first, then the libvirt network, then write: if libvirt refuses,
+    // vxvirt has written nothing. libvirt is not called under the host lock,
+    // which the hooks that libvirtd runs may be waiting for.
+    checkAgainst(store.listDefinitions());
+    let libvirtNote = '';
+    if (argv.libvirt) {
+      const r = await defineLibvirtNetwork(def);
+      if (r.note) process.stderr.write(`vxvirt: warning: ${r.note}\n`);
+      libvirtNote = r.action === 'unchanged' ? '; libvirt network unchanged' : `; libvirt network ${r.action}`;
+    }
+    await store.withHostLock(`define-network ${def.name}`, async () => {
+      checkAgainst(store.listDefinitions());
       store.writeDefinition(def);
     });
-    process.stdout.write(`defined network ${def.name}: VNI ${def.vni} on ${def.dev}, ${mtuNote}\n`);
+    process.stdout.write(`defined network ${def.name}: VNI ${def.vni} on ${def.dev}, ${mtuNote}${libvirtNote}\n`);
   },
 };

@@ -2,6 +2,7 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError } from '../errors.ts';
 import * as iproute from '../iproute.ts';
+import { undefineLibvirtNetwork } from '../libvirt.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
 import { isOwned, planTeardown } from '../plan.ts';
 import * as store from '../store.ts';
@@ -107,6 +108,7 @@ export const status: CommandModule<object, JsonArgs> = {
 interface UndefineArgs {
   name: string;
   force: boolean;
+  libvirt: boolean;
 }
 
 export const undefineNetwork: CommandModule<object, UndefineArgs> = {
@@ -115,14 +117,22 @@ export const undefineNetwork: CommandModule<object, UndefineArgs> = {
   builder: (y: Argv) =>
     y
       .positional('name', { type: 'string' })
-      .option('force', { type: 'boolean', default: false, describe: 'forget it even while domains use it (their devices stay)' }) as unknown as Argv<UndefineArgs>,
+      .option('force', { type: 'boolean', default: false, describe: 'forget it even while domains use it (their devices stay)' })
+      .option('libvirt', { type: 'boolean', default: true, describe: 'also remove the libvirt network of that name (--no-libvirt to keep it)' }) as unknown as Argv<UndefineArgs>,
   handler: async (argv: ArgumentsCamelCase<UndefineArgs>) => {
+    const refuseIfUsed = (name: string) => {
+      const users = store.readUsers(name);
+      if (hasUsers(users) && !argv.force) {
+        throw new DefinitionError(`network ${name} is used by ${userNames(users).join(', ')}: stop them first, or use --force`);
+      }
+      return users;
+    };
+    // As in define-network: libvirt first and outside the host lock.
+    refuseIfUsed(store.readDefinition(argv.name).name);
+    if (argv.libvirt) await undefineLibvirtNetwork(argv.name);
     await store.withHostLock(`undefine-network ${argv.name}`, async () => {
       const def = store.readDefinition(argv.name);
-      const users = store.readUsers(def.name);
-      if (hasUsers(users) && !argv.force) {
-        throw new DefinitionError(`network ${def.name} is used by ${userNames(users).join(', ')}: stop them first, or use --force`);
-      }
+      const users = refuseIfUsed(def.name);
       if (!hasUsers(users)) {
         const plan = planTeardown(def.vni, await iproute.observe([]));
         if (plan.kept) process.stderr.write(`vxvirt: warning: network ${def.name}: ${plan.kept}\n`);

@@ -28,7 +28,7 @@ try {
 
   report('baseline: node -e 0', Array.from({ length: rounds }, () => time(() => host.exec(process.execPath, ['-e', '0']))));
   report('no networks defined: prepare (sh only)', Array.from({ length: rounds }, () => time(() => check(host.hook('vm', 'prepare', 'begin', vx)))));
-  check(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'));
+  check(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'));
   report('ignored operation: started begin (sh only)', Array.from({ length: rounds }, () => time(() => check(host.hook('vm', 'started', 'begin', vx)))));
   report('domain without vxvirt NICs: prepare', Array.from({ length: rounds }, () => time(() => check(host.hook('plain', 'prepare', 'begin', plain)))));
   const prepare: number[] = [];

@@ -30,27 +30,27 @@ it('bad input: one line naming the option and value, a non-zero status, nothing 
     [['--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--bogus'], 2, /Unknown argument: bogus/],
   ];
   for (const [args, status, pattern] of cases) {
-    const r = host.vxvirt('define-network', 'net', ...args);
+    const r = host.vxvirt('define-network', '--no-libvirt', 'net', ...args);
     assert.is(r.status, status, `${args.join(' ')}: ${r.stderr}`);
     assert.is(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, pattern);
     assert.not.match(r.stderr, /\bat .*\.(js|ts):\d+/, 'no stack trace');
   }
-  const badName = host.vxvirt('define-network', '-bad', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const badName = host.vxvirt('define-network', '--no-libvirt', '-bad', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   assert.is.not(badName.status, 0);
   assert.equal(files(host), []);
 });
 
 it('a VNI already in use and a duplicate name are refused; --replace replaces', ({ host }) => {
-  assert.is(host.vxvirt('define-network', 'a', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101').status, 0);
+  assert.is(host.vxvirt('define-network', '--no-libvirt', 'a', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101').status, 0);
   const before = readFileSync(join(netDir(host), 'a.json'), 'utf8');
-  const clash = host.vxvirt('define-network', 'b', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const clash = host.vxvirt('define-network', '--no-libvirt', 'b', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   assert.is(clash.status, 3);
   assert.match(clash.stderr, /--vni 42: already used by network a/);
-  const dup = host.vxvirt('define-network', 'a', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const dup = host.vxvirt('define-network', '--no-libvirt', 'a', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   assert.match(dup.stderr, /network a is already defined/);
   assert.is(readFileSync(join(netDir(host), 'a.json'), 'utf8'), before);
-  assert.is(host.vxvirt('define-network', 'a', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--replace').status, 0);
+  assert.is(host.vxvirt('define-network', '--no-libvirt', 'a', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--replace').status, 0);
   assert.equal(files(host), ['a.json'], 'no temp files left');
   assert.is(JSON.parse(readFileSync(join(netDir(host), 'a.json'), 'utf8')).vni, 43);
 });
@@ -61,15 +61,15 @@ it('a stack trace only with VXVIRT_DEBUG=1', ({ host }) => {
 });
 
 it('an underlay missing at definition time is a warning, not an error', ({ host }) => {
-  const r = host.vxvirt('define-network', 'later', '--vni', '42', '--dev', 'ens9', '--remote', '192.168.8.101');
+  const r = host.vxvirt('define-network', '--no-libvirt', 'later', '--vni', '42', '--dev', 'ens9', '--remote', '192.168.8.101');
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stderr, /warning: underlay device ens9 does not exist on this host yet/);
 });
 
 it('list-networks and status: tables and JSON', ({ host }) => {
   assert.match(host.vxvirt('list-networks').stdout, /no networks defined/);
-  host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101');
-  host.vxvirt('define-network', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1', '--mtu', '1400');
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101');
+  host.vxvirt('define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1', '--mtu', '1400');
   const list = host.vxvirt('list-networks').stdout;
   assert.match(list, /^NAME\s+VNI\s+MODE\s+DEV\s+LOCAL\s+PEERS\s+PORT\s+MTU\n/);
   assert.match(list, /\nmc\s+43\s+multicast\s+ens47f1\s+-\s+239\.1\.1\.1\s+4789\s+1400\n/);
@@ -86,16 +86,16 @@ it('list-networks and status: tables and JSON', ({ host }) => {
 });
 
 it('undefine-network refuses while in use, removes devices when not', ({ host }) => {
-  host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   const xml = domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42'));
   host.hook('vm1', 'prepare', 'begin', xml);
-  const busy = host.vxvirt('undefine-network', 'tut');
+  const busy = host.vxvirt('undefine-network', '--no-libvirt', 'tut');
   assert.is(busy.status, 3);
   assert.match(busy.stderr, /network tut is used by vm1: stop them first, or use --force/);
   host.hook('vm1', 'release', 'end', xml);
-  assert.is(host.vxvirt('undefine-network', 'tut').status, 0);
+  assert.is(host.vxvirt('undefine-network', '--no-libvirt', 'tut').status, 0);
   assert.equal(files(host), []);
-  const missing = host.vxvirt('undefine-network', 'tut');
+  const missing = host.vxvirt('undefine-network', '--no-libvirt', 'tut');
   assert.is(missing.status, 8);
   assert.match(missing.stderr, /network tut is not defined/);
 });

@@ -29,7 +29,7 @@ function ok(r: { status: number; stderr: string; stdout: string }, what: string)
 }
 
 it('point-to-point: prepare builds the pair as defined, release removes it', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101'), "define");
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101'), "define");
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare');
   const vx = host.link('vxlan42');
   const br = host.link('vxbr42');
@@ -51,7 +51,7 @@ it('point-to-point: prepare builds the pair as defined, release removes it', ({ 
 });
 
 it('multicast group, ttl, no learning, custom port', ({ host }) => {
-  done(host.vxvirt('define-network', 'mc', '--vni', '42', '--dev', 'ens47f1', '--group', '239.1.1.1', '--ttl', '4', '--no-learning', '--dstport', '8472'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'mc', '--vni', '42', '--dev', 'ens47f1', '--group', '239.1.1.1', '--ttl', '4', '--no-learning', '--dstport', '8472'), 'define');
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare');
   const data = host.link('vxlan42')?.linkinfo?.info_data;
   assert.equal(pick(data, ['id', 'group', 'link', 'ttl', 'learning', 'port']), { id: 42, group: '239.1.1.1', link: 'ens47f1', ttl: 4, learning: false, port: 8472 });
@@ -59,7 +59,7 @@ it('multicast group, ttl, no learning, custom port', ({ host }) => {
 });
 
 it('unicast peers: one all-zero fdb entry per remote', ({ host }) => {
-  done(host.vxvirt('define-network', 'peers', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101', '--remote', '192.168.8.102'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'peers', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101', '--remote', '192.168.8.102'), 'define');
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare');
   const flood = host.fdb('vxlan42').filter((e) => e.mac === '00:00:00:00:00:00').map((e) => e.dst).sort();
   assert.equal(flood, ['192.168.8.101', '192.168.8.102']);
@@ -70,7 +70,7 @@ it('unicast peers: one all-zero fdb entry per remote', ({ host }) => {
 });
 
 it('two domains on one VNI: the pair survives the first release, goes with the last', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare a');
   ok(host.hook('vm-b', 'prepare', 'begin', vmB), 'prepare b');
   ok(host.hook('vm-a', 'release', 'end', vmA), 'release a');
@@ -82,8 +82,8 @@ it('two domains on one VNI: the pair survives the first release, goes with the l
 });
 
 it('one domain on several networks, by bridge and by libvirt network name', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define 42');
-  done(host.vxvirt('define-network', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1'), 'define 43');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define 42');
+  done(host.vxvirt('define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1'), 'define 43');
   const xml = domainXml('vm-c', '00000000-0000-4000-8000-00000000000c', `${bridgeNic('vxbr42')}\n${networkNic('mc')}\n${networkNic('default')}`);
   ok(host.hook('vm-c', 'prepare', 'begin', xml), 'prepare');
   assert.ok(host.link('vxbr42') && host.link('vxbr43'));
@@ -94,7 +94,7 @@ it('one domain on several networks, by bridge and by libvirt network name', ({ h
 });
 
 it('double prepare, double release, release without prepare', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare 1');
   const before = [host.link('vxbr42')?.ifindex, host.link('vxlan42')?.ifindex];
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare 2');
@@ -106,7 +106,7 @@ it('double prepare, double release, release without prepare', ({ host }) => {
 });
 
 it('ignored operations exit 0, print nothing and change nothing', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   for (const [op, sub] of [['start', 'begin'], ['started', 'begin'], ['stopped', 'end'], ['migrate', 'begin'], ['restore', 'begin'], ['attach', 'begin'], ['bogus', 'x']]) {
     ok(host.hook('vm-a', op as string, sub as string, vmA), `${op} ${sub}`);
   }
@@ -114,7 +114,7 @@ it('ignored operations exit 0, print nothing and change nothing', ({ host }) => 
 });
 
 it('a domain without vxvirt NICs changes nothing', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   const plain = domainXml('plain', '00000000-0000-4000-8000-000000000001', `${bridgeNic('br0')}\n${networkNic('default')}\n    <interface type='user'/>`);
   ok(host.hook('plain', 'prepare', 'begin', plain), 'prepare');
   ok(host.hook('plain', 'release', 'end', plain), 'release');
@@ -122,8 +122,8 @@ it('a domain without vxvirt NICs changes nothing', ({ host }) => {
 });
 
 it('a missing underlay fails prepare with one line naming network and device; nothing is left', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
-  done(host.vxvirt('define-network', 'lost', '--vni', '44', '--dev', 'ens99', '--remote', '192.168.8.101'), 'define lost');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'lost', '--vni', '44', '--dev', 'ens99', '--remote', '192.168.8.101'), 'define lost');
   const xml = domainXml('vm-l', '00000000-0000-4000-8000-000000000044', `${bridgeNic('vxbr42')}\n${bridgeNic('vxbr44')}`);
   const r = host.hook('vm-l', 'prepare', 'begin', xml);
   assert.is(r.status, 1);
@@ -136,7 +136,7 @@ it('a missing underlay fails prepare with one line naming network and device; no
 });
 
 it('a hand-made bridge of the same name is refused, named, and survives', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   host.ip('link', 'add', 'vxbr42', 'type', 'bridge');
   const r = host.hook('vm-a', 'prepare', 'begin', vmA);
   assert.is(r.status, 1);
@@ -148,7 +148,7 @@ it('a hand-made bridge of the same name is refused, named, and survives', ({ hos
 });
 
 it('a drifted or half-made pair of ours is repaired by the next prepare', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   // As if a run was killed after creating only the bridge:
   host.ip('link', 'add', 'vxbr42', 'group', GROUP42, 'mtu', '1500', 'type', 'bridge');
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare over a half pair');
@@ -164,7 +164,7 @@ it('a drifted or half-made pair of ours is repaired by the next prepare', ({ hos
 });
 
 it('a foreign port keeps the bridge in place at release', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare');
   host.ip('link', 'add', 'vnet9', 'type', 'veth', 'peer', 'name', 'vnet9p');
   host.ip('link', 'set', 'vnet9', 'master', 'vxbr42');
@@ -178,26 +178,26 @@ it('MTU: jumbo and IPv6 underlays, explicit --mtu, and a too-large --mtu', ({ ho
   host.addUnderlay('jumbo0', '192.168.9.1/24', 9000);
   host.addUnderlay('v6u0', '10.9.9.1/24', 1500);
   host.ip('addr', 'add', 'fd00::1/64', 'dev', 'v6u0');
-  done(host.vxvirt('define-network', 'j', '--vni', '50', '--dev', 'jumbo0', '--remote', '192.168.9.2'), 'define j');
-  done(host.vxvirt('define-network', 'six', '--vni', '51', '--dev', 'v6u0', '--local', 'fd00::1', '--remote', 'fd00::2'), 'define six');
-  done(host.vxvirt('define-network', 'set', '--vni', '52', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--mtu', '1400'), 'define set');
+  done(host.vxvirt('define-network', '--no-libvirt', 'j', '--vni', '50', '--dev', 'jumbo0', '--remote', '192.168.9.2'), 'define j');
+  done(host.vxvirt('define-network', '--no-libvirt', 'six', '--vni', '51', '--dev', 'v6u0', '--local', 'fd00::1', '--remote', 'fd00::2'), 'define six');
+  done(host.vxvirt('define-network', '--no-libvirt', 'set', '--vni', '52', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--mtu', '1400'), 'define set');
   const xml = domainXml('m', '00000000-0000-4000-8000-000000000052', ['vxbr50', 'vxbr51', 'vxbr52'].map((b) => bridgeNic(b)).join('\n'));
   ok(host.hook('m', 'prepare', 'begin', xml), 'prepare');
   assert.equal([host.link('vxbr50')?.mtu, host.link('vxlan51')?.mtu, host.link('vxbr52')?.mtu], [8950, 1430, 1400]);
   assert.is(host.link('vxlan51')?.linkinfo?.info_data?.remote6, 'fd00::2');
-  const big = host.vxvirt('define-network', 'big', '--vni', '53', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--mtu', '1451');
+  const big = host.vxvirt('define-network', '--no-libvirt', 'big', '--vni', '53', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--mtu', '1451');
   assert.is(big.status, 3);
   assert.match(big.stderr, /^vxvirt: network big: --mtu 1451 is larger than 1450/);
 });
 
 it('migrate and restore print nothing even for vxvirt domains', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   ok(host.hook('vm-a', 'migrate', 'begin', vmA), 'migrate');
   ok(host.hook('vm-a', 'restore', 'begin', vmA), 'restore');
 });
 
 it('reconnect re-records the domain and re-creates a missing pair; never fails', ({ host }) => {
-  done(host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
   ok(host.hook('vm-a', 'reconnect', 'begin', vmA), 'reconnect');
   assert.ok(host.link('vxlan42'));
   assert.equal(JSON.parse(host.vxvirt('status', '--json').stdout)[0].domains.map((d: { name: string }) => d.name), ['vm-a']);

@@ -15,7 +15,7 @@ const it = suite<Ctx>('host lock and users');
 it.before.each((ctx) => {
   ctx.host = new TestHost();
   ctx.host.addUnderlay();
-  const r = ctx.host.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const r = ctx.host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   assert.is(r.status, 0, r.stderr);
 });
 it.after.each((ctx) => ctx.host.destroy());

@@ -50,8 +50,8 @@ it.after.each(({ lab }) => {
 it('point-to-point: the tutorial (VNI 42, 192.168.8.100 <-> .101, 10.20.1.2 <-> .3)', (ctx) => {
   const lab = (ctx.lab = makeLab(2));
   const [, h1, h2] = lab.hosts as [TestHost, TestHost, TestHost];
-  assert.is(h1.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101').status, 0);
-  assert.is(h2.vxvirt('define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.101', '--remote', '192.168.8.100').status, 0);
+  assert.is(h1.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101').status, 0);
+  assert.is(h2.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.101', '--remote', '192.168.8.100').status, 0);
   for (const h of [h1, h2]) assert.is(h.hook('vm', 'prepare', 'begin', domainXml('vm', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42'))).status, 0);
   const g1 = plugGuest(lab, h1, 42, '10.20.1.2/24');
   plugGuest(lab, h2, 42, '10.20.1.3/24');
@@ -65,8 +65,8 @@ it('multicast group and unicast peers: three hosts, everyone reaches everyone; V
   const hosts = lab.hosts.slice(1);
   hosts.forEach((h, i) => {
     const others = [0, 1, 2].filter((j) => j !== i).flatMap((j) => ['--remote', `192.168.8.${100 + j}`]);
-    assert.is(h.vxvirt('define-network', 'mc', '--vni', '42', '--dev', 'ens47f1', '--group', '239.1.1.1').status, 0);
-    assert.is(h.vxvirt('define-network', 'uni', '--vni', '43', '--dev', 'ens47f1', '--local', `192.168.8.${100 + i}`, ...others).status, 0);
+    assert.is(h.vxvirt('define-network', '--no-libvirt', 'mc', '--vni', '42', '--dev', 'ens47f1', '--group', '239.1.1.1').status, 0);
+    assert.is(h.vxvirt('define-network', '--no-libvirt', 'uni', '--vni', '43', '--dev', 'ens47f1', '--local', `192.168.8.${100 + i}`, ...others).status, 0);
     const xml = domainXml('vm', '00000000-0000-4000-8000-000000000002', `${bridgeNic('vxbr42')}\n${bridgeNic('vxbr43', '52:54:00:00:00:43')}`);
     assert.is(h.hook('vm', 'prepare', 'begin', xml).status, 0);
   });
