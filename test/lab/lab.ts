@@ -287,7 +287,26 @@ exec sleep infinity
 // ---------------------------------------------------------------------------
 // libvirt's QEMU capability cache, shared between labs
 
-const CAPS_SEED = join(CACHE_ROOT, 'libvirt-qemu-capabilities');
+// Keyed by what libvirt itself checks (libvirtd and QEMU binaries, kernel), so
+// an upgrade starts a new seed instead of making every lab re-probe.
+const CAPS_SEED = join(
+  CACHE_ROOT,
+  `libvirt-qemu-capabilities-${createHash('sha256')
+    .update(
+      ['/usr/sbin/libvirtd', '/usr/bin/qemu-system-x86_64']
+        .map((f) => {
+          try {
+            const st = statSync(f);
+            return `${f}:${st.size}:${st.ctimeMs}`;
+          } catch {
+            return `${f}:-`;
+          }
+        })
+        .join(',') + readFileSync('/proc/sys/kernel/osrelease', 'utf8'),
+    )
+    .digest('hex')
+    .slice(0, 12)}`,
+);
 
 function hasCapsSeed(): boolean {
   try {
