@@ -3,7 +3,7 @@
 // shutdown, and a start that must fail. The tests run in order and share
 // state: each one leaves the lab as the next one expects.
 import * as assert from 'uvu/assert';
-import { UNDERLAY_DEV, type Guest } from './lab.ts';
+import { UNDERLAY_DEV, waitFor, type Guest } from './lab.ts';
 import { labSuite, vxvirt, assertDevices, waitAllPing, log, addrOf } from './support.ts';
 
 const { test, step } = labSuite('two hosts', 'two', 2);
@@ -88,11 +88,15 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     const t = Date.now();
     const pid = await h1.startLibvirtd();
     assert.is.not(pid, old);
+    // libvirtd logs each hook call (util.hook at debug level, see lab.ts); it
+    // reconnects to running guests in a thread of its own, so wait for it.
+    const want = signal === 'SIGTERM' ? '1' : '2';
+    const calls = await waitFor('libvirtd to call the hook with reconnect for guest-a2', async () => {
+      const n = (await h1.exec(['grep', '-c', 'id=guest-a2 op=reconnect subop=begin', '/var/log/libvirt/libvirtd.log'])).stdout.trim();
+      return n === want ? n : undefined;
+    }, { timeoutMs: 20_000 });
     assert.equal(await h1.domains('--state-running'), ['guest-a2'], 'running guests after restart');
     assert.equal(await h1.vxDevices(), before, 'devices after restart');
-    // libvirtd logs each hook call (util.hook at debug level, see lab.ts).
-    const calls = (await h1.exec(['grep', '-c', 'id=guest-a2 op=reconnect subop=begin', '/var/log/libvirt/libvirtd.log'])).stdout.trim();
-    assert.is(calls, signal === 'SIGTERM' ? '1' : '2', 'libvirtd called the hook with reconnect for guest-a2 once per restart');
     log(`libvirtd ${old} -> ${pid} in ${Date.now() - t} ms; guest-a2 still running; devices [${before.join(' ')}] unchanged; hook reconnect calls so far: ${calls}`);
     const since = g.a2!.mark();
     await g.a2!.waitPingOk('10.20.1.3', { since, count: 2 });
