@@ -704,8 +704,10 @@ export interface GuestSpec {
   /** Overlay address with prefix, e.g. 10.20.1.2/24. */
   addr: string;
   peers?: string[];
-  /** Bridge the NIC is plugged into (vxbrN). */
+  /** Bridge the NIC is plugged into (vxbrN): `<interface type='bridge'><source bridge=…/>`. */
   bridge: string;
+  /** Instead of the bridge: `<interface type='network'><source network=…/>` (a libvirt network). */
+  network?: string;
   mac?: string;
   mtu?: number;
   pingSize?: number;
@@ -766,7 +768,7 @@ export class Guest {
 
   xml(): string {
     const image = this.host.lab.image;
-    return renderTemplate(readFileSync(TEMPLATE, 'utf8'), {
+    const xml = renderTemplate(readFileSync(TEMPLATE, 'utf8'), {
       NAME: this.name,
       UUID: this.uuid,
       KERNEL: image.kernel,
@@ -776,6 +778,10 @@ export class Guest {
       BRIDGE: this.spec.bridge,
       MAC: this.mac,
     });
+    if (!this.spec.network) return xml;
+    const nic = /<interface type='bridge'>([\s\S]*?)<source bridge='[^']*'\/>/;
+    if (!nic.test(xml)) throw new Error(`${TEMPLATE}: no <interface type='bridge'> with <source bridge=…/> to turn into a network NIC`);
+    return xml.replace(nic, (_m, between: string) => `<interface type='network'>${between}<source network='${xmlEscape(this.spec.network!)}'/>`);
   }
 
   async define(): Promise<RunResult> {

@@ -35,6 +35,8 @@ step('define-network: point-to-point VNI 42 on both hosts, and a network whose u
   g.a = h1.guest({ name: 'guest-a', addr: '10.20.1.2/24', peers: ['10.20.1.3'], bridge: 'vxbr42', interval: 0.5, mtu: 1450, pingSize: 1422 });
   g.b = h2.guest({ name: 'guest-b', addr: '10.20.1.3/24', peers: ['10.20.1.2', '10.20.1.12'], bridge: 'vxbr42', interval: 0.5 });
   g.a2 = h1.guest({ name: 'guest-a2', addr: '10.20.1.12/24', peers: ['10.20.1.3'], bridge: 'vxbr42', interval: 0.5 });
+  // On h2, a second guest whose NIC names the libvirt network define-network made.
+  g.n = h2.guest({ name: 'guest-n', addr: '10.20.1.13/24', peers: ['10.20.1.2'], bridge: 'vxbr42', network: 'demo', interval: 0.5 });
   g.bad = h1.guest({ name: 'guest-bad', addr: '10.20.4.2/24', bridge: 'vxbr44' });
   await Promise.all(Object.values(g).map((x) => x.define()));
 });
@@ -48,10 +50,12 @@ step('point-to-point: virsh start creates vxbr42+vxlan42 on both hosts; 10.20.1.
   log(`virsh start guest-a ${ra.ms} ms, guest-b ${rb.ms} ms`);
   await assertDevices(h1, PAIR42, 'while guest-a runs');
   await assertDevices(h2, PAIR42, 'while guest-b runs');
-  // The lifecycle tests need a second guest on h1; boot it now, with the others.
-  const r2 = await g.a2!.start();
+  // The lifecycle tests need a second guest on each host; boot them now, with the others.
+  const [r2, rn] = await Promise.all([g.a2!.start(), g.n!.start()]);
   assert.is(r2.code, 0, `virsh start guest-a2: ${r2.stderr}`);
+  assert.is(rn.code, 0, `virsh start guest-n (<interface type='network'>): ${rn.stderr}`);
   await assertDevices(h1, PAIR42, 'with guest-a and guest-a2 (one pair for both)');
+  await assertDevices(h2, PAIR42, 'with guest-b and guest-n (one pair for both)');
   const vx = await h1.linkDetails('vxlan42');
   log(`h1 vxlan42: ${vx.replace(/\s+/g, ' ').trim()}`);
   for (const want of ['vxlan id 42', `remote ${h2.ip}`, `local ${h1.ip}`, `dev ${UNDERLAY_DEV}`, 'dstport 4789', 'master vxbr42']) {
@@ -71,6 +75,8 @@ step('lifecycle: two guests on h1 share the pair, which survives the first guest
   const h1 = lab.host(1);
   await assertDevices(h1, PAIR42, 'with two guests');
   await g.a2!.waitPingOk('10.20.1.3', { count: 1 });
+  // guest-n (h2, libvirt network NIC) pings guest-a: let it succeed before guest-a goes.
+  await g.n!.waitPingOk('10.20.1.2', { count: 2 });
   const r = await g.a!.destroy();
   assert.is(r.code, 0, r.stderr);
   await assertDevices(h1, PAIR42, 'after destroying guest-a while guest-a2 still runs');
@@ -125,6 +131,23 @@ step('a start that must fail: network "broken" (VNI 44) has no underlay device; 
   const links = await h1.links();
   assert.not.ok(links.some((l) => /^vx(br|lan)44$/.test(l)), `nothing of VNI 44 left: ${links.join(' ')}`);
   await assertDevices(h1, [], 'after the failed start');
+});
+
+step("libvirt network NIC: guest-n (<interface type='network'><source network='demo'/>) reaches 10.20.1.2; destroying it leaves h2's pair to guest-b", async (lab) => {
+  const h2 = lab.host(2);
+  const net = (await h2.virsh('net-dumpxml', 'demo')).stdout;
+  assert.match(net, /<bridge name='vxbr42'/, `libvirt network demo bridges to vxbr42:\n${net}`);
+  const inactive = (await h2.virsh('dumpxml', '--inactive', 'guest-n')).stdout;
+  assert.match(inactive, /<interface type='network'>[\s\S]*?<source network='demo'\/>/, `guest-n is defined with a network NIC:\n${inactive}`);
+  // The live XML shows what libvirt resolved the network to.
+  const live = (await h2.virsh('dumpxml', 'guest-n')).stdout;
+  assert.match(live, /<source network='demo'[^>]*bridge='vxbr42'/, `guest-n's live NIC is on network demo / vxbr42:\n${live}`);
+  const s = g.n!.pingStats('10.20.1.2');
+  assert.ok(s.ok >= 2, 'guest-n got answers from guest-a while guest-a ran');
+  log(`guest-n 10.20.1.13 -> 10.20.1.2 via network demo: ${s.ok} ok while guest-a ran, ${s.fail} fail (before boot / after guest-a was destroyed)`);
+  const r = await g.n!.destroy();
+  assert.is(r.code, 0, r.stderr);
+  await assertDevices(h2, PAIR42, 'after destroying guest-n while guest-b still runs');
 });
 
 step('lifecycle: virsh shutdown (ACPI power button, handled by busybox acpid in the guest) of the last guest on h2 removes its pair', async (lab) => {
