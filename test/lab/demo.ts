@@ -1,7 +1,8 @@
 // The README tutorial, for real: two simulated hosts, a point-to-point VXLAN
-// network (VNI 42, 192.168.8.100 <-> 192.168.8.101 on ens47f1), a guest on
-// each host (10.20.1.2 and 10.20.1.3) that ping each other, teardown. One line
-// per step; a summary at the end; exit status 1 if any step failed.
+// network tenant1 (VNI 42, 192.168.8.100 <-> 192.168.8.101 on ens47f1), a
+// guest on each host (10.20.1.2 and 10.20.1.3) put on it with `vxvirt attach`,
+// started, pinging each other, destroyed; teardown. One line per step; a
+// summary at the end; exit status 1 if any step failed.
 import { Lab, UNDERLAY_DEV, type Guest, type Host } from './lab.ts';
 import { shellQuote } from './exec.ts';
 
@@ -64,21 +65,26 @@ export async function runDemo(): Promise<number> {
       return `${lab.id}`;
     });
 
-    await step('define the network on both hosts (point-to-point, VNI 42)', async () => {
-      await vx(h1, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h1.ip, '--remote', h2.ip);
-      await vx(h2, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h2.ip, '--remote', h1.ip);
+    await step('define the network tenant1 on both hosts (point-to-point, VNI 42)', async () => {
+      await vx(h1, 'define-network', 'tenant1', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h1.ip, '--remote', h2.ip);
+      await vx(h2, 'define-network', 'tenant1', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h2.ip, '--remote', h1.ip);
       for (const h of [h1, h2]) say(h, `devices now: ${await devices(h)} (created when a guest starts)`);
-      return 'demo: VNI 42';
+      return 'tenant1: VNI 42';
     });
 
-    await step('define a guest on each host with <interface type="bridge"><source bridge="vxbr42"/>', async () => {
-      g1 = h1.guest({ name: 'vm1', addr: '10.20.1.2/24', peers: ['10.20.1.3'], bridge: 'vxbr42', interval: 0.5 });
-      g2 = h2.guest({ name: 'vm2', addr: '10.20.1.3/24', peers: ['10.20.1.2'], bridge: 'vxbr42', interval: 0.5 });
+    await step('define a guest on each host (its NIC on some other bridge, virbr0), then vxvirt attach it to tenant1', async () => {
+      g1 = h1.guest({ name: 'vm1', addr: '10.20.1.2/24', peers: ['10.20.1.3'], bridge: 'virbr0', interval: 0.5 });
+      g2 = h2.guest({ name: 'vm2', addr: '10.20.1.3/24', peers: ['10.20.1.2'], bridge: 'virbr0', interval: 0.5 });
       for (const g of [g1, g2]) {
         await g.define();
-        say(g.host, `virsh define ${g.name}: 10.20.1.x guest, 128 MiB TCG, NIC ${g.mac} on vxbr42`);
+        say(g.host, `$ virsh define ${g.name}.xml: 128 MiB TCG guest, NIC ${g.mac} on virbr0`);
+        await vx(g.host, 'attach', g.name, '--network', 'tenant1');
+        const xml = (await g.host.virsh('dumpxml', '--inactive', g.name)).stdout;
+        const nic = /<interface[\s\S]*?<\/interface>/.exec(xml)?.[0] ?? '(no interface!)';
+        say(g.host, `${g.name}'s NIC now: ${nic.replace(/\s*\n\s*/g, ' ')}`);
+        if (!/bridge='vxbr42'/.test(nic)) throw new Error(`${g.name}'s NIC is not on vxbr42 after vxvirt attach`);
       }
-      return 'vm1, vm2';
+      return 'vm1, vm2 on tenant1';
     });
 
     await step('virsh start both guests (the hook creates vxbr42 + vxlan42)', async () => {
@@ -105,7 +111,7 @@ export async function runDemo(): Promise<number> {
       const [s1, s2] = await Promise.all([g1.waitPingOk('10.20.1.3', { count: 3, timeoutMs: 90_000 }), g2.waitPingOk('10.20.1.2', { count: 3, timeoutMs: 90_000 })]);
       say(h1, `vm1 10.20.1.2 -> 10.20.1.3: ${s1.ok} answered, ${s1.fail} lost while vm2 was still booting`);
       say(h2, `vm2 10.20.1.3 -> 10.20.1.2: ${s2.ok} answered, ${s2.fail} lost while vm1 was still booting`);
-      say(undefined, `guest eth0 MTU ${await g1.eth0Mtu()}; 3 answers each way ${((Date.now() - t) / 1000).toFixed(1)} s after the start`);
+      say(undefined, `guest eth0 MTU: vm1 ${await g1.eth0Mtu()}, vm2 ${await g2.eth0Mtu()}; 3 answers each way ${((Date.now() - t) / 1000).toFixed(1)} s after the start`);
       return `${s1.ok}+${s2.ok} answers`;
     });
 
