@@ -623,6 +623,16 @@ export class Host {
     return pid;
   }
 
+  /** PID of a running guest's QEMU (libvirt's pid file), if it is alive. */
+  qemuPid(domain: string): number | undefined {
+    try {
+      const n = Number(readFileSync(join(this.dir, 'run', 'libvirt', 'qemu', `${domain}.pid`), 'utf8').trim());
+      return n > 0 && alive(n) ? n : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Kill libvirtd by PID (SIGTERM by default) and wait until it is gone. */
   async stopLibvirtd(signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
     const pid = this.pidOf('libvirtd');
@@ -891,4 +901,4 @@ export class Guest {
   }
 }
 
-export { shellQuote, sleep, waitFor, run, runSync, appendFileSync };
+export { shellQuote, sleep, waitFor, run, runSync, appendFileSync, alive };

@@ -3,7 +3,7 @@
 // shutdown, and a start that must fail. The tests run in order and share
 // state: each one leaves the lab as the next one expects.
 import * as assert from 'uvu/assert';
-import { UNDERLAY_DEV, waitFor, type Guest } from './lab.ts';
+import { UNDERLAY_DEV, waitFor, alive, type Guest } from './lab.ts';
 import { labSuite, vxvirt, assertDevices, waitAllPing, log, addrOf } from './support.ts';
 
 const { test, step } = labSuite('two hosts', 'two', 2);
@@ -117,6 +117,24 @@ step('lifecycle: virsh destroy of the last guest on h1 removes vxbr42+vxlan42 th
   await assertDevices(h1, [], 'after destroying the last guest');
   await assertDevices(h2, PAIR42, 'on h2, whose guest still runs');
   log(`h1 devices before [${before.join(' ')}] after []`);
+});
+
+step('lifecycle: a guest whose QEMU dies while libvirtd is down is released when libvirtd comes back; the pair goes', async (lab) => {
+  const h1 = lab.host(1);
+  await g.a!.startOrThrow();
+  await assertDevices(h1, PAIR42, 'after starting guest-a again');
+  await h1.stopLibvirtd('SIGTERM');
+  const qemu = h1.qemuPid('guest-a');
+  assert.ok(qemu, 'guest-a has a QEMU process');
+  process.kill(qemu!, 'SIGKILL');
+  await waitFor(`QEMU ${qemu} to exit`, () => !alive(qemu!), { timeoutMs: 10_000, intervalMs: 50 });
+  await assertDevices(h1, PAIR42, 'while libvirtd is down (nobody told vxvirt yet)');
+  const t = Date.now();
+  await h1.startLibvirtd();
+  await g.a!.waitState('shut off', 30_000);
+  await waitFor('h1 pair to be removed', async () => (await h1.vxDevices()).length === 0 || undefined, { timeoutMs: 20_000 });
+  const calls = (await h1.exec(['grep', '-c', 'id=guest-a op=release subop=end', '/var/log/libvirt/libvirtd.log'])).stdout.trim();
+  log(`QEMU ${qemu} killed while libvirtd was down; after restart guest-a is shut off and h1 has no pair (${Date.now() - t} ms); release hook calls for guest-a: ${calls}`);
 });
 
 step('a start that must fail: network "broken" (VNI 44) has no underlay device; virsh start fails with the hook reason, nothing left behind', async (lab) => {
