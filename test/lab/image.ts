@@ -3,7 +3,7 @@
 // cached (outside the repository) under $VXLAB_CACHE_DIR, default
 // /var/cache/vxvirt-lab/<kernel package>/, so later runs only hash a few files.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -155,6 +155,11 @@ export async function ensureGuestImage(log: Log = () => {}): Promise<GuestImage>
     cached = false;
     log(`building guest initramfs ${initrd}`);
     await buildInitrd(kdir, initrd);
+    // Older builds (another /init) are dropped once nobody could still be booting them.
+    for (const f of readdirSync(kdir)) {
+      const p = join(kdir, f);
+      if (/^initrd-.*\.img$/.test(f) && p !== initrd && Date.now() - statSync(p).mtimeMs > 3_600_000) rmSync(p, { force: true });
+    }
   }
   return { kernel: join(kdir, 'vmlinuz'), initrd, kernelPackage: pkg, cached };
 }
