@@ -141,7 +141,7 @@ step('a start that must fail: network "broken" (VNI 44) has no underlay device; 
   const h1 = lab.host(1);
   const r = await g.bad!.start();
   const msg = (r.stderr + r.stdout).trim();
-  log(`virsh start guest-bad: exit ${r.code}: ${msg}`);
+  log(`virsh start guest-bad: exit ${r.code}: ${msg.replace(/\s*\n\s*/g, ' | ')}`);
   assert.is.not(r.code, 0, 'virsh start must fail');
   assert.match(msg, /vxvirt:/, 'the error names vxvirt (the hook reason)');
   assert.match(msg, /nosuchdev0/, 'the reason names the missing device');
