@@ -3,7 +3,7 @@
 // shutdown, and a start that must fail. The tests run in order and share
 // state: each one leaves the lab as the next one expects.
 import * as assert from 'uvu/assert';
-import { UNDERLAY_DEV, waitFor, alive, type Guest } from './lab.ts';
+import { UNDERLAY_DEV, waitFor, alive, sleep, type Guest } from './lab.ts';
 import { labSuite, vxvirt, assertDevices, waitAllPing, log, addrOf } from './support.ts';
 
 const { test, step } = labSuite('two hosts', 'two', 2);
@@ -135,6 +135,33 @@ step('lifecycle: a guest whose QEMU dies while libvirtd is down is released when
   await waitFor('h1 pair to be removed', async () => (await h1.vxDevices()).length === 0 || undefined, { timeoutMs: 20_000 });
   const calls = (await h1.exec(['grep', '-c', 'id=guest-a op=release subop=end', '/var/log/libvirt/libvirtd.log'])).stdout.trim();
   log(`QEMU ${qemu} killed while libvirtd was down; after restart guest-a is shut off and h1 has no pair (${Date.now() - t} ms); release hook calls for guest-a: ${calls}`);
+});
+
+step('lifecycle race: a guest stops while another on the same VNI starts, at several offsets; the starting guest always ends up on a live vxbr42', async (lab) => {
+  const h1 = lab.host(1);
+  // One guest runs; `virsh destroy` it and, `delay` ms later, `virsh start` the
+  // other. destroy takes ~2 s and the hook's release runs at its end, so the
+  // offsets sweep the start's prepare across the stop's release.
+  let running = g.a!;
+  let other = g.a2!;
+  await running.startOrThrow();
+  const results: string[] = [];
+  for (const delay of [0, 1000, 1500, 1900]) {
+    const t = Date.now();
+    const [d, st] = await Promise.all([running.destroy(), sleep(delay).then(() => other.start())]);
+    assert.is(d.code, 0, `virsh destroy ${running.name}: ${d.stderr}`);
+    assert.is(st.code, 0, `virsh start ${other.name} ${delay} ms into the destroy of ${running.name}: ${st.stderr}`);
+    await assertDevices(h1, PAIR42, `after destroying ${running.name} and starting ${other.name} ${delay} ms later`);
+    const tap = (await h1.virsh('domiflist', other.name)).stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]).find((x) => x && /^vnet/.test(x));
+    const ports = (await h1.exec(['bridge', 'link', 'show', 'master', 'vxbr42'])).stdout;
+    assert.ok(tap && ports.includes(`${tap}:`) || (tap && ports.includes(` ${tap}@`)), `${other.name}'s tap ${tap} is a port of vxbr42:\n${ports}`);
+    results.push(`+${delay} ms: destroy ${d.ms} ms, start ${st.ms} ms, ${tap} on vxbr42 (${Date.now() - t} ms)`);
+    [running, other] = [other, running];
+  }
+  results.forEach((r) => log(r));
+  const r = await running.destroy();
+  assert.is(r.code, 0, r.stderr);
+  await assertDevices(h1, [], 'after destroying the last guest of the race');
 });
 
 step('a start that must fail: network "broken" (VNI 44) has no underlay device; virsh start fails with the hook reason, nothing left behind', async (lab) => {
