@@ -1,9 +1,9 @@
 // Reading a domain's NICs, for the hook: which vxvirt networks a domain uses.
-// Pure. The lossless rewrite of domain XML lives in generator.ts; this reader
-// only needs a few attributes and must be cheap, since it runs on every start.
-import { XMLParser } from 'fast-xml-parser';
+// Pure. It shares xml.ts with the generator (the lossless rewrite), a small
+// reader that keeps the hook's bundle light: it runs on every VM start.
 import { DomainXmlError } from './errors.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
+import { attr, childElements, decodeEntities, firstChild, parseXml, XmlSyntaxError, type XmlElement } from './xml.ts';
 
 export interface DomainNic {
   type: string;
@@ -20,50 +20,33 @@ export interface DomainInfo {
   nics: DomainNic[];
 }
 
-type Node = Record<string, unknown>;
-
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  parseTagValue: false,
-  parseAttributeValue: false,
-  // Only <interface> can repeat where we look; everything else is read as found.
-  isArray: (tagName) => tagName === 'interface',
-});
-
-const text = (v: unknown): string | undefined => {
-  if (typeof v === 'string') return v.trim();
-  if (v && typeof v === 'object' && typeof (v as Node)['#text'] === 'string') return ((v as Node)['#text'] as string).trim();
-  return undefined;
-};
-const attr = (node: unknown, name: string): string | undefined => {
-  if (!node || typeof node !== 'object') return undefined;
-  const v = (node as Node)[name];
-  return typeof v === 'string' ? v : undefined;
-};
+/** The text content of an element (its text and CDATA children), trimmed. */
+function textOf(source: string, el: XmlElement | undefined): string | undefined {
+  if (!el) return undefined;
+  return decodeEntities(source.slice(el.startTagEnd, el.contentEnd)).trim() || undefined;
+}
 
 export function readDomain(xml: string): DomainInfo {
-  let doc: Node;
+  let root: XmlElement;
   try {
-    doc = parser.parse(xml, true) as Node;
+    root = parseXml(xml).root;
   } catch (err) {
-    const detail = typeof err === 'object' && err && 'err' in err ? JSON.stringify((err as { err: unknown }).err) : String(err);
-    throw new DomainXmlError(`domain XML is not well-formed: ${detail}`);
+    if (err instanceof XmlSyntaxError) throw new DomainXmlError(`domain XML is not well-formed: ${err.message}`);
+    throw err;
   }
-  if (!('domain' in doc)) throw new DomainXmlError('domain XML has no <domain> root element');
-  // An empty element parses as ''.
-  const domain = (typeof doc.domain === 'object' && doc.domain !== null ? doc.domain : {}) as Node;
-  const name = text(domain.name);
+  if (root.name !== 'domain') throw new DomainXmlError(`domain XML has no <domain> root element (found <${root.name}>)`);
+  // <name> and <uuid> hold plain text in libvirt's schema (no markup).
+  const name = textOf(xml, firstChild(root, 'name'));
   if (!name) throw new DomainXmlError('domain XML has no <name>');
-  const uuid = text(domain.uuid) || undefined;
-  const devices = domain.devices as Node | undefined;
-  const rawNics = (devices && typeof devices === 'object' ? (devices.interface as Node[] | undefined) : undefined) ?? [];
-  const nics = rawNics.map((n): DomainNic => {
+  const uuid = textOf(xml, firstChild(root, 'uuid'));
+  const devices = firstChild(root, 'devices');
+  const nics = (devices ? childElements(devices, 'interface') : []).map((n): DomainNic => {
     const nic: DomainNic = { type: attr(n, 'type') ?? '' };
-    const source = n.source;
-    const bridge = attr(source, 'bridge');
-    const network = attr(source, 'network');
-    const mac = attr(n.mac, 'address');
+    const source = firstChild(n, 'source');
+    const macEl = firstChild(n, 'mac');
+    const bridge = source && attr(source, 'bridge');
+    const network = source && attr(source, 'network');
+    const mac = macEl && attr(macEl, 'address');
     if (bridge) nic.bridge = bridge;
     if (network) nic.network = network;
     if (mac) nic.mac = mac;

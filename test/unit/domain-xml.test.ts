@@ -44,7 +44,7 @@ test('a bridge NIC matches by bridge, a network NIC by name, a running network N
 
 test('bad XML is a DomainXmlError', () => {
   assert.throws(() => readDomain('<domain><name>x</name>'), (e: unknown) => e instanceof DomainXmlError);
-  assert.throws(() => readDomain('<network/>'), /no <domain> root/);
+  assert.throws(() => readDomain('<network/>'), /no <domain> root element \(found <network>\)/);
   assert.throws(() => readDomain('<domain/>'), /no <name>/);
 });
 
