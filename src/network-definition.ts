@@ -86,9 +86,17 @@ function integerIn(option: string, value: unknown, min: number, max: number): nu
   return n;
 }
 
+/**
+ * A valid address in the form the kernel reports it (IPv6 compressed and
+ * lower-case), so that comparing the definition with `ip -d -j link show`
+ * output is a string comparison.
+ */
 function address(option: string, value: unknown): string {
   if (typeof value !== 'string' || isIP(value) === 0) fail(option, value, 'must be an IPv4 or IPv6 address');
-  return value;
+  if (isIP(value) === 4) return value;
+  if (value.includes('%')) fail(option, value, 'must not carry a zone index (the underlay is given by --dev)');
+  if (/^::ffff:/i.test(value)) fail(option, value, 'is an IPv4-mapped address: give the IPv4 address itself');
+  return new URL(`http://[${value}]`).hostname.slice(1, -1);
 }
 
 /** Input as it comes from the command line or from a stored file: loosely typed. */

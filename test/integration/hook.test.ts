@@ -179,12 +179,16 @@ it('MTU: jumbo and IPv6 underlays, explicit --mtu, and a too-large --mtu', ({ ho
   host.addUnderlay('v6u0', '10.9.9.1/24', 1500);
   host.ip('addr', 'add', 'fd00::1/64', 'dev', 'v6u0');
   done(host.vxvirt('define-network', '--no-libvirt', 'j', '--vni', '50', '--dev', 'jumbo0', '--remote', '192.168.9.2'), 'define j');
-  done(host.vxvirt('define-network', '--no-libvirt', 'six', '--vni', '51', '--dev', 'v6u0', '--local', 'fd00::1', '--remote', 'fd00::2'), 'define six');
+  done(host.vxvirt('define-network', '--no-libvirt', 'six', '--vni', '51', '--dev', 'v6u0', '--local', 'FD00:0::1', '--remote', 'fd00:0000::2'), 'define six');
   done(host.vxvirt('define-network', '--no-libvirt', 'set', '--vni', '52', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--mtu', '1400'), 'define set');
   const xml = domainXml('m', '00000000-0000-4000-8000-000000000052', ['vxbr50', 'vxbr51', 'vxbr52'].map((b) => bridgeNic(b)).join('\n'));
   ok(host.hook('m', 'prepare', 'begin', xml), 'prepare');
   assert.equal([host.link('vxbr50')?.mtu, host.link('vxlan51')?.mtu, host.link('vxbr52')?.mtu], [8950, 1430, 1400]);
   assert.is(host.link('vxlan51')?.linkinfo?.info_data?.remote6, 'fd00::2');
+  // However the addresses were spelled, the device read back matches: a second prepare keeps it.
+  const ifindex = host.link('vxlan51')?.ifindex;
+  ok(host.hook('m', 'prepare', 'begin', xml), 'prepare again');
+  assert.is(host.link('vxlan51')?.ifindex, ifindex);
   const big = host.vxvirt('define-network', '--no-libvirt', 'big', '--vni', '53', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--mtu', '1451');
   assert.is(big.status, 3);
   assert.match(big.stderr, /^vxvirt: network big: --mtu 1451 is larger than 1450/);

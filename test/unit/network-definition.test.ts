@@ -73,6 +73,16 @@ test('flooding mode: exactly one', () => {
   rejects({ ...base, remotes: ['0.0.0.0'] }, /--remote "0.0.0.0"/);
 });
 
+test('IPv6 addresses are stored as the kernel prints them', () => {
+  const def = validateDefinition({ ...base, local: 'FD00:0:0::0001', remotes: ['fd00:0000::2'] });
+  assert.equal([def.local, def.remotes], ['fd00::1', ['fd00::2']]);
+  assert.is(validateDefinition({ ...base, remotes: undefined, group: 'FF05:0::1' }).group, 'ff05::1');
+  rejects({ ...base, remotes: ['fe80::1%eth0'] }, /--remote "fe80::1%eth0": must not carry a zone index/);
+  rejects({ ...base, remotes: ['::ffff:192.168.8.101'] }, /IPv4-mapped/);
+  // The same peer spelled twice is still a duplicate.
+  rejects({ ...base, remotes: ['fd00::2', 'FD00:0::2'] }, /is given more than once/);
+});
+
 test('addresses must be of one family, and local is not a remote', () => {
   rejects({ ...base, local: 'fd00::1' }, /one family/);
   rejects({ ...base, local: '192.168.8.101' }, /--remote "192.168.8.101": is the same as --local/);
