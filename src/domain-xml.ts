@@ -3,7 +3,7 @@
 // reader that keeps the hook's bundle light: it runs on every VM start.
 import { DomainXmlError } from './errors.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
-import { attr, childElements, decodeEntities, firstChild, parseXml, XmlSyntaxError, type XmlElement } from './xml.ts';
+import { attr, childElements, firstChild, parseXml, textContent, XmlSyntaxError, type XmlElement } from './xml.ts';
 
 export interface DomainNic {
   type: string;
@@ -20,10 +20,9 @@ export interface DomainInfo {
   nics: DomainNic[];
 }
 
-/** The text content of an element (its text and CDATA children), trimmed. */
+/** An element's text, trimmed; undefined when there is none. */
 function textOf(source: string, el: XmlElement | undefined): string | undefined {
-  if (!el) return undefined;
-  return decodeEntities(source.slice(el.startTagEnd, el.contentEnd)).trim() || undefined;
+  return (el && textContent(source, el).trim()) || undefined;
 }
 
 export function readDomain(xml: string): DomainInfo {
@@ -35,7 +34,6 @@ export function readDomain(xml: string): DomainInfo {
     throw err;
   }
   if (root.name !== 'domain') throw new DomainXmlError(`domain XML has no <domain> root element (found <${root.name}>)`);
-  // <name> and <uuid> hold plain text in libvirt's schema (no markup).
   const name = textOf(xml, firstChild(root, 'name'));
   if (!name) throw new DomainXmlError('domain XML has no <name>');
   const uuid = textOf(xml, firstChild(root, 'uuid'));

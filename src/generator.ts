@@ -44,7 +44,6 @@ import {
   applySplices,
   attr,
   childElements,
-  decodeEntities,
   escapeAttribute,
   escapeText,
   firstChild,
@@ -53,6 +52,7 @@ import {
   namespaceOf,
   prefixOf,
   parseXml,
+  textContent,
   XmlSyntaxError,
   type Splice,
   type XmlDocument,
@@ -177,16 +177,6 @@ function parseDomain(xml: string): Domain {
     }
   }
   return { doc, root, devices, nics, metadata, ours, entries };
-}
-
-function textContent(src: string, el: XmlElement): string {
-  let out = '';
-  for (const c of el.children) {
-    if (c.kind === 'text') out += decodeEntities(src.slice(c.start, c.end));
-    else if (c.kind === 'cdata') out += src.slice(c.start + 9, c.end - 3);
-    else if (c.kind === 'element') out += textContent(src, c);
-  }
-  return out;
 }
 
 const macOf = (nic: XmlElement): string | undefined => {

@@ -15,7 +15,7 @@ import { execa } from 'execa';
 import { LibvirtError, NotFoundError, ToolError } from './errors.ts';
 import { fillTemplate, readTemplate, VXVIRT_XMLNS } from './generator.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
-import { attr, childElements, firstChild, localName, namespaceOf, parseXml } from './xml.ts';
+import { attr, childElements, firstChild, localName, namespaceOf, parseXml, textContent } from './xml.ts';
 
 export const BINDINGS_PACKAGE = '@unraid/libvirt';
 export const BINDINGS_VERSION = '2.2.1';
@@ -239,11 +239,9 @@ export interface LibvirtNetworkInfo {
 /** Read what `virsh net-dumpxml` says about a network. Pure; exported for tests. */
 export function parseNetworkXml(xml: string): Omit<LibvirtNetworkInfo, 'active' | 'autostart'> {
   const root = parseXml(xml).root;
-  const name = firstChild(root, 'name');
-  const uuid = firstChild(root, 'uuid');
-  const text = (el: ReturnType<typeof firstChild>): string | undefined => {
-    if (!el) return undefined;
-    return xml.slice(el.startTagEnd, el.contentEnd).trim();
+  const text = (name: string): string | undefined => {
+    const el = firstChild(root, name);
+    return el && textContent(xml, el).trim();
   };
   const metadata = firstChild(root, 'metadata');
   const mark = metadata
@@ -251,12 +249,12 @@ export function parseNetworkXml(xml: string): Omit<LibvirtNetworkInfo, 'active' 
     : undefined;
   const vni = mark ? attr(mark, 'vni') : undefined;
   const info: Omit<LibvirtNetworkInfo, 'active' | 'autostart'> = {
-    name: text(name) ?? '',
+    name: text('name') ?? '',
     ours: mark !== undefined,
     connections: Number(attr(root, 'connections') ?? 0) || 0,
     xml,
   };
-  const u = text(uuid);
+  const u = text('uuid');
   if (u) info.uuid = u;
   if (vni && /^\d+$/.test(vni)) info.vni = Number(vni);
   return info;

@@ -282,6 +282,17 @@ export function firstChild(el: XmlElement, name: string): XmlElement | undefined
   return childElements(el, name)[0];
 }
 
+/** The character data of an element and its descendants: text decoded, CDATA as is, comments and PIs left out. */
+export function textContent(src: string, el: XmlElement): string {
+  let out = '';
+  for (const c of el.children) {
+    if (c.kind === 'text') out += decodeEntities(src.slice(c.start, c.end));
+    else if (c.kind === 'cdata') out += src.slice(c.start + '<![CDATA['.length, c.end - ']]>'.length);
+    else if (c.kind === 'element') out += textContent(src, c);
+  }
+  return out;
+}
+
 /** The namespace URI an element's prefix is bound to (or the default namespace). */
 export function namespaceOf(el: XmlElement): string {
   const prefix = prefixOf(el);
