@@ -38,6 +38,7 @@
 // libvirt has assigned the MAC re-keys it by MAC. `detach` uses the entries
 // to remove NICs vxvirt added and to put converted NICs back as they were.
 import { readFileSync } from 'node:fs';
+import { interfacesOf, macOf, parseDomainXml, sourceOf } from './domain-xml.ts';
 import { DomainXmlError, InternalError, UsageError } from './errors.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
 import {
@@ -53,7 +54,6 @@ import {
   prefixOf,
   parseXml,
   textContent,
-  XmlSyntaxError,
   type Splice,
   type XmlDocument,
   type XmlElement,
@@ -140,17 +140,11 @@ interface Domain {
 // ---- reading ------------------------------------------------------------
 
 function parseDomain(xml: string): Domain {
-  let doc: XmlDocument;
-  try {
-    doc = parseXml(xml);
-  } catch (err) {
-    if (err instanceof XmlSyntaxError) throw new DomainXmlError(`domain XML is not well-formed: ${err.message}`);
-    throw err;
-  }
+  const doc = parseDomainXml(xml);
   const root = doc.root;
   if (root.name !== 'domain') throw new DomainXmlError(`domain XML: the root element is <${root.name}>, expected <domain>`);
   const devices = firstChild(root, 'devices');
-  const nics = devices ? childElements(devices, 'interface') : [];
+  const nics = interfacesOf(root);
   const metadata = firstChild(root, 'metadata');
   const ours = metadata
     ? childElements(metadata).filter((e) => localName(e) === 'networks' && namespaceOf(e) === VXVIRT_XMLNS)
@@ -179,11 +173,6 @@ function parseDomain(xml: string): Domain {
   return { doc, root, devices, nics, metadata, ours, entries };
 }
 
-const macOf = (nic: XmlElement): string | undefined => {
-  const mac = firstChild(nic, 'mac');
-  const address = mac ? attr(mac, 'address') : undefined;
-  return address ? address.toLowerCase() : undefined;
-};
 const modelOf = (nic: XmlElement): string | undefined => {
   const model = firstChild(nic, 'model');
   return model ? attr(model, 'type') : undefined;
@@ -206,8 +195,7 @@ export function listInterfaces(xml: string): NicInfo[] {
     const info: NicInfo = { index, type: attr(nic, 'type') ?? '' };
     const mac = macOf(nic);
     const model = modelOf(nic);
-    const source = firstChild(nic, 'source');
-    const bridge = source ? attr(source, 'bridge') : undefined;
+    const bridge = sourceOf(nic, 'bridge');
     const mtuEl = firstChild(nic, 'mtu');
     const mtu = mtuEl ? Number(attr(mtuEl, 'size')) : undefined;
     const entry = entryFor(d.entries, nic, index);
@@ -595,8 +583,7 @@ export function generate(xml: string, opts: GenerateOptions): string {
 /** A NIC already on this bridge without an entry saying where it came from: vxvirt has nothing to restore. */
 function isOurs(nic: XmlElement, bridge: string, previous: Entry | undefined): boolean {
   if (previous) return false;
-  const source = firstChild(nic, 'source');
-  return attr(nic, 'type') === 'bridge' && source !== undefined && attr(source, 'bridge') === bridge;
+  return attr(nic, 'type') === 'bridge' && sourceOf(nic, 'bridge') === bridge;
 }
 
 /** Apply splices, writing new line breaks in the document's own style (CRLF if it uses CRLF). */
