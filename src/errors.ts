@@ -48,12 +48,16 @@ export class LibvirtError extends VxvirtError {
   override readonly exitCode = 9;
 }
 
+/** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */
+export function oneLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/\s*\n\s*/g, '; ').trim();
+}
+
 /** The one line printed for an error; a stack trace only with VXVIRT_DEBUG=1. */
 export function formatError(err: unknown, debug = process.env.VXVIRT_DEBUG === '1'): string {
   if (debug && err instanceof Error && err.stack) return `vxvirt: ${err.stack}`;
-  const message = err instanceof Error ? err.message : String(err);
-  // Keep it to one line: stderr of a hook ends up inside libvirt's error text.
-  return `vxvirt: ${message.replace(/\s*\n\s*/g, '; ')}`;
+  return `vxvirt: ${oneLine(err)}`;
 }
 
 export function exitCodeOf(err: unknown): number {

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { LibvirtError, NotFoundError, ToolError } from './errors.ts';
+import { LibvirtError, NotFoundError, oneLine, ToolError } from './errors.ts';
 import { fillTemplate, readTemplate, VXVIRT_XMLNS } from './generator.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
 import { attr, childElements, firstChild, localName, namespaceOf, parseXml, textContent } from './xml.ts';
@@ -76,8 +76,6 @@ function importBindings(): Promise<unknown> {
 export function resetBindingsForTests(): void {
   bindings = undefined;
 }
-
-const oneLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, '; ').trim();
 
 function libvirtFailure(what: string, err: unknown): LibvirtError {
   return new LibvirtError(`${what}: ${oneLine(err)}`, { cause: err });
