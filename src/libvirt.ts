@@ -46,11 +46,13 @@ interface Bindings {
 const XML_SECURE = 1;
 const XML_INACTIVE = 2;
 
-let bindings: Promise<Bindings> | undefined;
-
-/** Load the bindings, or fail with one line saying how to get them. Replaceable for tests. */
+/**
+ * Load the bindings, or fail with one line saying how to get them; `load`
+ * is replaceable for tests. Each call imports again: Node's module loader
+ * keeps a loaded module, and retries one that failed.
+ */
 export function loadBindings(load: () => Promise<unknown> = importBindings): Promise<Bindings> {
-  bindings ??= load().then(
+  return load().then(
     (mod) => {
       const m = mod as Partial<Bindings> & { default?: Partial<Bindings> };
       const Hypervisor = m.Hypervisor ?? m.default?.Hypervisor;
@@ -58,23 +60,17 @@ export function loadBindings(load: () => Promise<unknown> = importBindings): Pro
       return { Hypervisor };
     },
     (err: unknown) => {
-      bindings = undefined;
       throw new LibvirtError(
         `the libvirt bindings ${BINDINGS_PACKAGE} are not installed or did not build (${oneLine(err)}): install libvirt-dev, python3 and g++, then \`npm install ${BINDINGS_PACKAGE}@${BINDINGS_VERSION}\` where vxvirt is installed; or use \`vxvirt generate\` and \`virsh define\``,
       );
     },
   );
-  return bindings;
 }
 
 function importBindings(): Promise<unknown> {
   // A variable specifier keeps bundlers from trying to inline the native module.
   const specifier = BINDINGS_PACKAGE;
   return import(specifier);
-}
-
-export function resetBindingsForTests(): void {
-  bindings = undefined;
 }
 
 function libvirtFailure(what: string, err: unknown): LibvirtError {
@@ -162,18 +158,12 @@ interface VirshResult {
 }
 
 async function virsh(args: readonly string[]): Promise<VirshResult> {
-  try {
-    const r = await execa('virsh', ['-q', '-c', libvirtUri(), ...args], { reject: false, stdin: 'ignore' });
-    if ((r as { code?: string }).code === 'ENOENT' || (r.failed && r.exitCode === undefined && /ENOENT/.test(String(r.message)))) {
-      throw new ToolError(`virsh not found on PATH (${process.env.PATH ?? ''}): install libvirt-clients`);
-    }
-    return { ok: r.exitCode === 0, stdout: String(r.stdout), stderr: String(r.stderr) };
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') {
-      throw new ToolError(`virsh not found on PATH (${process.env.PATH ?? ''}): install libvirt-clients`);
-    }
-    throw err;
+  // With reject: false, execa returns a failure to start (ENOENT) rather than throwing it.
+  const r = await execa('virsh', ['-q', '-c', libvirtUri(), ...args], { reject: false, stdin: 'ignore' });
+  if ((r as { code?: string }).code === 'ENOENT') {
+    throw new ToolError(`virsh not found on PATH (${process.env.PATH ?? ''}): install libvirt-clients`);
   }
+  return { ok: r.exitCode === 0, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
 /** libvirt's message from virsh's stderr, without the "error: " prefixes, on one line. */
