@@ -58,7 +58,8 @@ export const realOps: Ops = {
   warn: (line) => process.stderr.write(`vxvirt: warning: ${line}\n`),
 };
 
-const describe = (n: NicInfo): string => `${n.mac ?? `interface ${n.index}`}`;
+/** A NIC for messages: its MAC, else its index. */
+const describe = (n: { index?: number; mac?: string }): string => n.mac ?? `interface ${n.index}`;
 
 export interface AttachOptions {
   domain: string;
@@ -111,23 +112,17 @@ export async function attachDomain(o: AttachOptions, ops: Ops = realOps): Promis
   const live = listInterfaces(state.liveXml);
   for (const nic of nics) {
     const running = nic.mac ? live.find((l) => l.mac === nic.mac) : undefined;
-    try {
-      if (running) {
-        if (running.bridge === bridge && running.type === 'bridge') continue;
-        // A running NIC keeps its MTU (libvirt cannot change it live).
-        await ops.updateDeviceLive(o.domain, liveInterfaceXml(interfaceXml(defined, nic.index), { keepMtu: running.mtu ?? null }));
-        ops.say(`domain ${o.domain}: running NIC ${describe(nic)} moved to ${bridge}`);
-        if (running.mtu !== mtu) {
-          ops.warn(`domain ${o.domain}: NIC ${describe(nic)} keeps its MTU (${running.mtu ?? 'default'}) until the domain restarts: set MTU ${mtu} in the guest meanwhile`);
-        }
-      } else {
-        await ops.attachDeviceLive(o.domain, liveInterfaceXml(interfaceXml(defined, nic.index)));
-        ops.say(`domain ${o.domain}: NIC ${describe(nic)} hot-plugged on ${bridge}`);
+    if (running) {
+      if (running.bridge === bridge && running.type === 'bridge') continue;
+      // A running NIC keeps its MTU (libvirt cannot change it live).
+      await liveStep(o.domain, () => ops.updateDeviceLive(o.domain, liveInterfaceXml(interfaceXml(defined, nic.index), { keepMtu: running.mtu ?? null })));
+      ops.say(`domain ${o.domain}: running NIC ${describe(nic)} moved to ${bridge}`);
+      if (running.mtu !== mtu) {
+        ops.warn(`domain ${o.domain}: NIC ${describe(nic)} keeps its MTU (${running.mtu ?? 'default'}) until the domain restarts: set MTU ${mtu} in the guest meanwhile`);
       }
-    } catch (err) {
-      throw new LibvirtError(
-        `domain ${o.domain}: the persistent definition is changed, but the running guest is not (${(err as Error).message}); it applies when the domain next starts`,
-      );
+    } else {
+      await liveStep(o.domain, () => ops.attachDeviceLive(o.domain, liveInterfaceXml(interfaceXml(defined, nic.index))));
+      ops.say(`domain ${o.domain}: NIC ${describe(nic)} hot-plugged on ${bridge}`);
     }
   }
 }
@@ -154,9 +149,9 @@ export async function detachDomain(o: DetachOptions, ops: Ops = realOps): Promis
     throw new UsageError(`domain ${o.domain} has no NIC that vxvirt attached (nothing in its vxvirt metadata)`);
   }
   if (r.xml !== state.persistentXml) await ops.defineDomain(r.xml);
-  for (const n of r.removed) ops.say(`domain ${o.domain}: removed ${n.mac ?? `interface ${n.index}`} (network ${n.network})`);
-  for (const n of r.restored) ops.say(`domain ${o.domain}: ${n.mac ?? `interface ${n.index}`} is back as it was before network ${n.network}`);
-  for (const n of r.stale) ops.warn(`domain ${o.domain}: forgot ${n.mac ?? `interface ${n.index}`} (network ${n.network}): the domain has no such NIC any more`);
+  for (const n of r.removed) ops.say(`domain ${o.domain}: removed ${describe(n)} (network ${n.network})`);
+  for (const n of r.restored) ops.say(`domain ${o.domain}: ${describe(n)} is back as it was before network ${n.network}`);
+  for (const n of r.stale) ops.warn(`domain ${o.domain}: forgot ${describe(n)} (network ${n.network}): the domain has no such NIC any more`);
 
   if (!o.live) {
     if (state.running && r.removed.length + r.restored.length > 0) {
@@ -194,12 +189,14 @@ export async function detachDomain(o: DetachOptions, ops: Ops = realOps): Promis
   }
 }
 
+/** Change the running guest; a failure says that only the persistent definition changed. */
 async function liveStep(domain: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (err) {
     throw new LibvirtError(
       `domain ${domain}: the persistent definition is changed, but the running guest is not (${(err as Error).message}); it applies when the domain next starts`,
+      { cause: err },
     );
   }
 }
