@@ -63,7 +63,7 @@ export const VXVIRT_XMLNS = 'https://vxvirt.dev/xmlns/1';
 const PREFIX = 'vxvirt';
 
 /** Interface types a Linux bridge port can replace: they all end in a tap device. */
-export const CONVERTIBLE_TYPES = ['network', 'bridge', 'direct', 'user', 'ethernet'] as const;
+const CONVERTIBLE_TYPES = ['network', 'bridge', 'direct', 'user', 'ethernet'] as const;
 const VIRTIO_MODELS = new Set(['virtio', 'virtio-transitional', 'virtio-non-transitional']);
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 

@@ -22,8 +22,8 @@ interface IpLinkJson {
   };
 }
 
-/** Parse `ip -d -j link show` output. Pure; exported for tests. */
-export function parseLinks(json: string): Map<string, Link> {
+/** Parse `ip -d -j link show` output. */
+function parseLinks(json: string): Map<string, Link> {
   const links = new Map<string, Link>();
   for (const l of JSON.parse(json || '[]') as IpLinkJson[]) {
     const link: Link = {
@@ -63,7 +63,7 @@ export function parseLinks(json: string): Map<string, Link> {
 }
 
 /** Parse `bridge -j fdb show dev X`: destinations of the all-zero (flood) entries. */
-export function parseFloodDsts(json: string): string[] {
+function parseFloodDsts(json: string): string[] {
   const entries = JSON.parse(json || '[]') as Array<{ mac?: string; dst?: string }>;
   return entries.filter((e) => e.mac === '00:00:00:00:00:00' && e.dst).map((e) => e.dst as string);
 }
@@ -93,7 +93,7 @@ function exec(cmd: string, args: readonly string[], input = ''): Promise<Output>
 }
 
 /** `ip -batch` reports "Command failed -:N": name the line that failed. */
-export function describeFailure(cmd: string, args: readonly string[], stderr: string, input: string): string {
+function describeFailure(cmd: string, args: readonly string[], stderr: string, input: string): string {
   const lines = stderr.trim().split('\n').filter(Boolean);
   const at = /Command failed -:(\d+)/.exec(stderr);
   const failedLine = at ? input.split('\n')[Number(at[1]) - 1] : undefined;

@@ -17,10 +17,10 @@ import { fillTemplate, readTemplate, VXVIRT_XMLNS } from './generator.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
 import { attr, childElements, firstChild, localName, namespaceOf, parseXml, textContent } from './xml.ts';
 
-export const BINDINGS_PACKAGE = '@unraid/libvirt';
-export const BINDINGS_VERSION = '2.2.1';
+const BINDINGS_PACKAGE = '@unraid/libvirt';
+const BINDINGS_VERSION = '2.2.1';
 
-export const libvirtUri = (): string => process.env.LIBVIRT_DEFAULT_URI || 'qemu:///system';
+const libvirtUri = (): string => process.env.LIBVIRT_DEFAULT_URI || 'qemu:///system';
 
 // ---- the bindings -------------------------------------------------------
 

@@ -49,7 +49,7 @@ const MAX_ATTEMPTS = 3;
  * device meanwhile ("File exists", "Cannot find device") is retried from a
  * fresh read; conflicts with devices that are not ours fail at once.
  */
-export async function ensureNetwork(def: NetworkDefinition, fx: Effects): Promise<void> {
+async function ensureNetwork(def: NetworkDefinition, fx: Effects): Promise<void> {
   let lastError: unknown;
   for (let attempt = 0; attempt <= MAX_ATTEMPTS; attempt++) {
     const steps = planEnsure(def, await fx.observe(fdbDevicesOf([def])));

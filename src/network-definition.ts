@@ -22,8 +22,8 @@ export interface NetworkDefinition {
 
 export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
 
-export const VNI_MAX = 16777215;
-export const DEFAULT_DSTPORT = 4789;
+const VNI_MAX = 16777215;
+const DEFAULT_DSTPORT = 4789;
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 // Linux IFNAMSIZ is 16 including the NUL; '/', ':' and whitespace are not allowed.
 const IFNAME_PATTERN = /^[^\s/:]{1,15}$/;

@@ -58,9 +58,9 @@ export type Step =
  * (unlike the alias, which takes a second request), so a device in that group
  * was made by vxvirt and nothing else — and one that is not, is never touched.
  */
-export const GROUP_BASE = 0x76000000;
+const GROUP_BASE = 0x76000000;
 export const ownerGroup = (vni: number): number => GROUP_BASE + vni;
-export const ownerAlias = (def: NetworkDefinition): string => `vxvirt:${def.name}`;
+const ownerAlias = (def: NetworkDefinition): string => `vxvirt:${def.name}`;
 
 export function isOwned(link: Link | undefined, vni: number): boolean {
   return link !== undefined && link.group === ownerGroup(vni);
@@ -83,7 +83,7 @@ export function desiredVxlan(def: NetworkDefinition): VxlanAttrs {
 }
 
 /** What differs between a vxlan device and the definition, for messages; empty = matches. */
-export function vxlanDifferences(actual: VxlanAttrs, want: VxlanAttrs): string[] {
+function vxlanDifferences(actual: VxlanAttrs, want: VxlanAttrs): string[] {
   const out: string[] = [];
   for (const key of ['id', 'port', 'dev', 'local', 'remote', 'group', 'ttl', 'learning'] as const) {
     const a = actual[key];

@@ -18,17 +18,30 @@ import {
 import { dirname, join } from 'node:path';
 import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
-import { emptyUsers, parseUsers, serializeUsers, type Users } from './users.ts';
+import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
 
-export const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
-export const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
-const networksDir = (): string => join(configDir(), 'networks');
+const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
+const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
+/** Where the definitions are: one NAME.json each. */
+export const networksDir = (): string => join(configDir(), 'networks');
 const usersDir = (): string => join(stateDir(), 'users');
 
 const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException)?.code === 'ENOENT';
 
+/** The names of a directory's *.json files, without the extension; none if the directory does not exist. */
+function jsonNames(dir: string): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch (err) {
+    if (isMissing(err)) return [];
+    throw err;
+  }
+  return entries.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
+}
+
 /** Write `text` to `path` atomically: a reader sees the old file or the new one, never a mix. */
-export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
+function writeFileAtomic(path: string, text: string, mode = 0o644): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   const tmp = `${path}.tmp-${process.pid}`;
   try {
@@ -55,18 +68,9 @@ function definitionPath(name: string): string {
   return join(networksDir(), `${name}.json`);
 }
 
-/** Names of the defined networks, sorted; cheap (one readdir), for the hook's fast path. */
-export function listDefinitionNames(): string[] {
-  let entries: string[];
-  try {
-    entries = readdirSync(networksDir());
-  } catch (err) {
-    if (isMissing(err)) return [];
-    throw err;
-  }
-  return entries
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => f.slice(0, -'.json'.length))
+/** Names of the defined networks, sorted (files whose name is not a network name are not definitions). */
+function listDefinitionNames(): string[] {
+  return jsonNames(networksDir())
     .filter((n) => NAME_PATTERN.test(n))
     .sort();
 }
@@ -112,24 +116,17 @@ export function readUsers(network: string): Users {
 
 /** Networks that have a users file (possibly of networks no longer defined). */
 export function listUserNetworks(): string[] {
-  try {
-    return readdirSync(usersDir())
-      .filter((f) => f.endsWith('.json'))
-      .map((f) => f.slice(0, -'.json'.length));
-  } catch (err) {
-    if (isMissing(err)) return [];
-    throw err;
-  }
+  return jsonNames(usersDir());
 }
 
 export function writeUsers(network: string, users: Users): void {
-  if (Object.keys(users).length === 0) rmSync(usersPath(network), { force: true });
+  if (!hasUsers(users)) rmSync(usersPath(network), { force: true });
   else writeFileAtomic(usersPath(network), serializeUsers(users));
 }
 
 // ---- the host lock ---------------------------------------------------------
 
-export const DEFAULT_LOCK_TIMEOUT_S = 30;
+const DEFAULT_LOCK_TIMEOUT_S = 30;
 const FLOCK_CONFLICT = 75;
 
 function lockTimeoutSeconds(): number {
@@ -185,10 +182,5 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
   } finally {
     closeSync(fd);
   }
-}
-
-/** For tests and `status`: the definition files' directory. */
-export function definitionsDirectory(): string {
-  return networksDir();
 }
 

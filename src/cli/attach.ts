@@ -44,7 +44,7 @@ export interface Ops {
   warn(line: string): void;
 }
 
-export const realOps: Ops = {
+const realOps: Ops = {
   readDomainState: libvirt.readDomainState,
   defineDomain: libvirt.defineDomain,
   attachDeviceLive: libvirt.attachDeviceLive,

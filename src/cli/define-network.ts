@@ -21,7 +21,7 @@ interface Args {
   libvirt: boolean;
 }
 
-export function definitionFromArgs(argv: Args): NetworkDefinition {
+function definitionFromArgs(argv: Args): NetworkDefinition {
   return validateDefinition({
     name: argv.name,
     vni: single('vni', argv.vni),

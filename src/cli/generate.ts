@@ -32,7 +32,7 @@ export async function networkMtu(
 }
 
 /** A MAC for a new NIC: QEMU's 52:54:00 prefix (as libvirt uses), random rest. */
-export function randomMac(): string {
+function randomMac(): string {
   return `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
 }
 

@@ -42,7 +42,7 @@ export const listNetworks: CommandModule<object, JsonArgs> = {
     const defs = store.listDefinitions();
     if (argv.json) return printJson(defs.map(networkSummary));
     if (defs.length === 0) {
-      process.stdout.write(`no networks defined (in ${store.definitionsDirectory()})\n`);
+      process.stdout.write(`no networks defined (in ${store.networksDir()})\n`);
       return;
     }
     process.stdout.write(
@@ -82,7 +82,7 @@ export const status: CommandModule<object, JsonArgs> = {
     });
     if (argv.json) return printJson(rows);
     if (rows.length === 0) {
-      process.stdout.write(`no networks defined (in ${store.definitionsDirectory()})\n`);
+      process.stdout.write(`no networks defined (in ${store.networksDir()})\n`);
       return;
     }
     const dev = (d: { exists: boolean; owned?: boolean; up?: boolean }) =>
