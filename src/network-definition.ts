@@ -24,7 +24,9 @@ export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
 
 const VNI_MAX = 16777215;
 const DEFAULT_DSTPORT = 4789;
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** A network name: also a file name (NAME.json) and the libvirt network's name. */
+export const NAME_RULE = '[A-Za-z0-9][A-Za-z0-9_.-]{0,63}';
+export const NAME_PATTERN = new RegExp(`^${NAME_RULE}$`);
 // Linux IFNAMSIZ is 16 including the NUL; '/', ':' and whitespace are not allowed.
 const IFNAME_PATTERN = /^[^\s/:]{1,15}$/;
 /** VXLAN encapsulation overhead: outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8. */
@@ -117,9 +119,7 @@ export interface DefinitionInput {
 export function validateDefinition(input: DefinitionInput): NetworkDefinition {
   const { name } = input;
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
-    throw new DefinitionError(
-      `network name ${JSON.stringify(name)}: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}`,
-    );
+    throw new DefinitionError(`network name ${JSON.stringify(name)}: must match ${NAME_RULE}`);
   }
   const vni = integerIn('vni', input.vni, 1, VNI_MAX);
   if (typeof input.dev !== 'string' || !IFNAME_PATTERN.test(input.dev) || input.dev === '.' || input.dev === '..') {

@@ -17,7 +17,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
-import { NAME_PATTERN, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
+import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
 import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
@@ -63,7 +63,7 @@ function writeFileAtomic(path: string, text: string, mode = 0o644): void {
 
 function definitionPath(name: string): string {
   if (!NAME_PATTERN.test(name)) {
-    throw new UsageError(`network name ${JSON.stringify(name)}: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}`);
+    throw new UsageError(`network name ${JSON.stringify(name)}: must match ${NAME_RULE}`);
   }
   return join(networksDir(), `${name}.json`);
 }

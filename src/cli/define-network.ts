@@ -1,6 +1,6 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError } from '../errors.ts';
-import { checkNoConflict, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
+import { checkNoConflict, NAME_RULE, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
 import { linkMtu } from '../iproute.ts';
 import { defineLibvirtNetwork } from '../libvirt.ts';
 import * as store from '../store.ts';
@@ -41,7 +41,7 @@ export const defineNetwork: CommandModule<object, Args> = {
   describe: 'Record a VXLAN network: its VNI, underlay device and flooding mode',
   builder: (y: Argv) =>
     y
-      .positional('name', { type: 'string', describe: 'network name ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})' })
+      .positional('name', { type: 'string', describe: `network name (${NAME_RULE})` })
       .option('vni', { type: 'string', describe: 'VXLAN network identifier, 1..16777215', demandOption: '--vni is required' })
       .option('dev', { type: 'string', describe: 'underlay device the VXLAN packets use', demandOption: '--dev is required' })
       .option('local', { type: 'string', describe: 'source IP of the VXLAN packets (this host)' })
