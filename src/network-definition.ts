@@ -97,8 +97,11 @@ function address(option: string, value: unknown): string {
   if (typeof value !== 'string' || isIP(value) === 0) fail(option, value, 'must be an IPv4 or IPv6 address');
   if (isIP(value) === 4) return value;
   if (value.includes('%')) fail(option, value, 'must not carry a zone index (the underlay is given by --dev)');
-  if (/^::ffff:/i.test(value)) fail(option, value, 'is an IPv4-mapped address: give the IPv4 address itself');
-  return new URL(`http://[${value}]`).hostname.slice(1, -1);
+  const spelled = new URL(`http://[${value}]`).hostname.slice(1, -1);
+  // On the normalised form, so that 0:0:0:0:0:ffff:… is caught too: a stored
+  // definition is validated again on every read, and must not fail there.
+  if (spelled.startsWith('::ffff:')) fail(option, value, 'is an IPv4-mapped address: give the IPv4 address itself');
+  return spelled;
 }
 
 /** Input as it comes from the command line or from a stored file: loosely typed. */
