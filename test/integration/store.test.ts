@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bridgeNic, domainXml, LIBVIRT_HOOK_ENV, repo, TestHost, type Result } from '../support/netns.ts';
+import { bridgeNic, domainXml, repo, TestHost, type Result } from '../support/netns.ts';
 
 interface Ctx {
   host: TestHost;
@@ -22,19 +22,8 @@ it.after.each((ctx) => ctx.host.destroy());
 
 const vm = (i: number) => domainXml(`vm-${i}`, `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, bridgeNic('vxbr42'));
 
-/** Start the hook without waiting, as libvirtd does for two domains at once. */
-function hookAsync(host: TestHost, i: number, op: string, subop: string, extraEnv: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    const env = { ...LIBVIRT_HOOK_ENV, ...host.env, ...extraEnv };
-    const child = spawn('ip', ['netns', 'exec', host.ns, 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), host.hookPath, `vm-${i}`, op, subop, '-']);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr }));
-    child.stdin.end(vm(i));
-  });
-}
+const hookAsync = (host: TestHost, i: number, op: string, subop: string, extraEnv: Record<string, string> = {}): Promise<Result> =>
+  host.hookAsync(`vm-${i}`, op, subop, vm(i), extraEnv);
 
 it("the Neutron race cannot happen: A's release never removes the bridge B's prepare ensured", async ({ host }) => {
   for (let round = 0; round < 8; round++) {

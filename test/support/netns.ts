@@ -1,6 +1,6 @@
 // Throwaway network namespaces for integration tests, and running vxvirt's
 // hook and CLI inside them exactly as libvirt and an operator would.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,13 +54,32 @@ export class TestHost {
     return must('ip', ['-n', this.ns, ...args]);
   }
 
+  /** `ip` arguments that run `cmd` in the namespace with libvirt's environment, this host's dirs and `extraEnv`. */
+  private inside(cmd: string, args: readonly string[], extraEnv: Record<string, string>): string[] {
+    const env = Object.entries({ ...LIBVIRT_HOOK_ENV, ...this.env, ...extraEnv }).map(([k, v]) => `${k}=${v}`);
+    return ['netns', 'exec', this.ns, 'env', '-i', ...env, cmd, ...args];
+  }
+
   exec(cmd: string, args: readonly string[], input?: string, extraEnv: Record<string, string> = {}): Result {
-    return sh('ip', ['netns', 'exec', this.ns, 'env', '-i', ...Object.entries({ ...LIBVIRT_HOOK_ENV, ...this.env, ...extraEnv }).map(([k, v]) => `${k}=${v}`), cmd, ...args], input);
+    return sh('ip', this.inside(cmd, args, extraEnv), input);
   }
 
   /** Run the hook as libvirt does: `qemu DOMAIN OP SUBOP EXTRA`, XML on stdin, libvirt's environment. */
   hook(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Result {
     return this.exec(this.hookPath, [domain, op, subop, '-'], xml, extraEnv);
+  }
+
+  /** The hook without waiting for it, as libvirtd runs it for two domains at once. */
+  hookAsync(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Promise<Result> {
+    return new Promise((resolve) => {
+      const child = spawn('ip', this.inside(this.hookPath, [domain, op, subop, '-'], extraEnv));
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr }));
+      child.stdin.end(xml);
+    });
   }
 
   vxvirt(...args: string[]): Result {
