@@ -54,6 +54,11 @@ export function oneLine(err: unknown): string {
   return message.replace(/\s*\n\s*/g, '; ').trim();
 }
 
+/** Print a warning: something the user should know about that did not stop the command. */
+export function warn(line: string): void {
+  process.stderr.write(`vxvirt: warning: ${line}\n`);
+}
+
 /** The one line printed for an error; a stack trace only with VXVIRT_DEBUG=1. */
 export function formatError(err: unknown, debug = process.env.VXVIRT_DEBUG === '1'): string {
   if (debug && err instanceof Error && err.stack) return `vxvirt: ${err.stack}`;

@@ -3,7 +3,7 @@
 // about users and teardown is taken under the host lock, so one domain's
 // release can never delete a bridge that another domain's prepare has just
 // ensured (the race that made OpenStack Neutron stop deleting empty bridges).
-import { InternalError, VxvirtError } from './errors.ts';
+import { InternalError, VxvirtError, warn } from './errors.ts';
 import * as iproute from './iproute.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
@@ -29,7 +29,7 @@ export const realEffects: Effects = {
   writeUsers: store.writeUsers,
   listUserNetworks: store.listUserNetworks,
   withHostLock: store.withHostLock,
-  warn: (message) => process.stderr.write(`vxvirt: warning: ${message}\n`),
+  warn,
   now: () => new Date(),
 };
 

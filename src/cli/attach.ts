@@ -20,7 +20,7 @@
 //   one else uses are removed), as when it stops.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { readDomain, networksUsedBy } from '../domain-xml.ts';
-import { LibvirtError, UsageError } from '../errors.ts';
+import { LibvirtError, UsageError, warn } from '../errors.ts';
 import { detach, generate, interfaceXml, listInterfaces, liveInterfaceXml, type NicInfo } from '../generator.ts';
 import * as libvirt from '../libvirt.ts';
 import { ensureForDomain, releaseDomain } from '../lifecycle.ts';
@@ -55,7 +55,7 @@ const realOps: Ops = {
   listDefinitions: store.listDefinitions,
   networkMtu: (def) => networkMtu(def),
   say: (line) => process.stdout.write(`${line}\n`),
-  warn: (line) => process.stderr.write(`vxvirt: warning: ${line}\n`),
+  warn,
 };
 
 /** A NIC for messages: its MAC, else its index. */

@@ -1,5 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError } from '../errors.ts';
+import { DefinitionError, warn } from '../errors.ts';
 import { checkNoConflict, NAME_RULE, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
 import { linkMtu } from '../iproute.ts';
 import { defineLibvirtNetwork } from '../libvirt.ts';
@@ -67,7 +67,7 @@ export const defineNetwork: CommandModule<object, Args> = {
     const devMtu = await linkMtu(def.dev);
     let mtuNote: string;
     if (devMtu === undefined) {
-      process.stderr.write(`vxvirt: warning: underlay device ${def.dev} does not exist on this host yet; VMs on ${def.name} cannot start until it does\n`);
+      warn(`underlay device ${def.dev} does not exist on this host yet; VMs on ${def.name} cannot start until it does`);
       mtuNote = def.mtu === undefined ? 'MTU from the underlay' : `MTU ${def.mtu}`;
     } else {
       mtuNote = `MTU ${overlayMtu(def, devMtu)}`;
@@ -85,7 +85,7 @@ export const defineNetwork: CommandModule<object, Args> = {
     let libvirtNote = '';
     if (argv.libvirt) {
       const r = await defineLibvirtNetwork(def);
-      if (r.note) process.stderr.write(`vxvirt: warning: ${r.note}\n`);
+      if (r.note) warn(r.note);
       libvirtNote = r.action === 'unchanged' ? '; libvirt network unchanged' : `; libvirt network ${r.action}`;
     }
     await store.withHostLock(`define-network ${def.name}`, async () => {

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { UsageError } from '../errors.ts';
+import { UsageError, warn } from '../errors.ts';
 import { generate } from '../generator.ts';
 import { linkMtu } from '../iproute.ts';
 import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from '../network-definition.ts';
@@ -18,14 +18,15 @@ import { list, single } from './options.ts';
 export async function networkMtu(
   def: NetworkDefinition,
   deviceMtu: (dev: string) => Promise<number | undefined> = linkMtu,
-  warn: (line: string) => void = (line) => process.stderr.write(`vxvirt: warning: ${line}\n`),
+  warning: (line: string) => void = warn,
 ): Promise<number> {
   const underlay = await deviceMtu(def.dev);
   if (underlay !== undefined) return overlayMtu(def, underlay);
-  const mtu = def.mtu ?? 1500 - OVERHEAD[underlayFamily(def)];
-  warn(
+  const family = underlayFamily(def);
+  const mtu = def.mtu ?? 1500 - OVERHEAD[family];
+  warning(
     `underlay device ${def.dev} of network ${def.name} is not on this host: using MTU ${mtu} (${
-      def.mtu !== undefined ? "the definition's --mtu" : `1500 minus ${OVERHEAD[underlayFamily(def)]} for VXLAN over IPv${underlayFamily(def)}`
+      def.mtu !== undefined ? "the definition's --mtu" : `1500 minus ${OVERHEAD[family]} for VXLAN over IPv${family}`
     })`,
   );
   return mtu;

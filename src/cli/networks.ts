@@ -1,6 +1,6 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError } from '../errors.ts';
+import { DefinitionError, warn } from '../errors.ts';
 import * as iproute from '../iproute.ts';
 import { undefineLibvirtNetwork } from '../libvirt.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
@@ -135,7 +135,7 @@ export const undefineNetwork: CommandModule<object, UndefineArgs> = {
       const users = refuseIfUsed(def.name);
       if (!hasUsers(users)) {
         const plan = planTeardown(def.vni, await iproute.observe([]));
-        if (plan.kept) process.stderr.write(`vxvirt: warning: network ${def.name}: ${plan.kept}\n`);
+        if (plan.kept) warn(`network ${def.name}: ${plan.kept}`);
         await iproute.apply(plan.steps);
       }
       store.removeDefinition(def.name);
