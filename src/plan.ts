@@ -82,15 +82,10 @@ export function desiredVxlan(def: NetworkDefinition): VxlanAttrs {
   return attrs;
 }
 
-/** What differs between a vxlan device and the definition, for messages; empty = matches. */
-function vxlanDifferences(actual: VxlanAttrs, want: VxlanAttrs): string[] {
-  const out: string[] = [];
-  for (const key of ['id', 'port', 'dev', 'local', 'remote', 'group', 'ttl', 'learning'] as const) {
-    const a = actual[key];
-    const w = want[key];
-    if (normalise(a) !== normalise(w)) out.push(`${key} ${a ?? 'unset'} (want ${w ?? 'unset'})`);
-  }
-  return out;
+/** Whether a vxlan device has the attributes the definition asks for (unset and absent are alike). */
+function sameVxlan(actual: VxlanAttrs, want: VxlanAttrs): boolean {
+  const keys = ['id', 'port', 'dev', 'local', 'remote', 'group', 'ttl', 'learning'] as const;
+  return keys.every((key) => normalise(actual[key]) === normalise(want[key]));
 }
 const normalise = (v: unknown): string => (v === undefined || v === null ? '' : String(v).toLowerCase());
 
@@ -137,7 +132,7 @@ export function planEnsure(def: NetworkDefinition, observed: Observed): Step[] {
 
   // VXLAN: most attributes cannot be changed on a live device, so a mismatch means replace.
   let vxlanIsNew = false;
-  if (!vxlan || vxlan.kind !== 'vxlan' || !vxlan.vxlan || vxlanDifferences(vxlan.vxlan, want).length > 0) {
+  if (!vxlan || vxlan.kind !== 'vxlan' || !vxlan.vxlan || !sameVxlan(vxlan.vxlan, want)) {
     if (vxlan) deletes.push({ op: 'delete', name: vx });
     steps.push({ op: 'add-vxlan', name: vx, mtu, group, attrs: want });
     vxlanIsNew = true;
