@@ -282,6 +282,19 @@ function removal(src: string, el: XmlElement): Splice {
   return { start: src[lineStart - 1] === '\r' ? lineStart - 1 : lineStart, end: el.end, text: '' };
 }
 
+/**
+ * Put `text` into `el` on a line of its own at `indent`: right after `after`
+ * (one of its children) if given, else at the end of its content, opening a
+ * self-closing `el` and closing it on a line at its own indentation.
+ */
+function insertion(src: string, el: XmlElement, after: XmlElement | undefined, indent: string, text: string): Splice {
+  if (after) return { start: after.end, end: after.end, text: `\n${indent}${text}` };
+  const close = indentBefore(src, el.start) ?? '';
+  if (el.selfClosing) return { start: el.start, end: el.end, text: `<${el.name}>\n${indent}${text}\n${close}</${el.name}>` };
+  const kept = src.slice(el.startTagEnd, el.contentEnd).trimEnd();
+  return { start: el.startTagEnd, end: el.contentEnd, text: `${kept}\n${indent}${text}\n${close}` };
+}
+
 function emptyElement(name: string, attributes: ReadonlyArray<[string, string]>, q: '"' | "'"): string {
   return `<${name}${attributes.map(([k, v]) => ` ${k}=${q}${escapeAttribute(v, q)}${q}`).join('')}/>`;
 }
@@ -460,20 +473,7 @@ function metadataSplices(d: Domain, entries: readonly Entry[]): Splice[] {
   if (d.metadata) {
     const md = d.metadata;
     const indent = childIndent(src, md);
-    const text = renderEntries(entries, indent, unit, q);
-    if (md.selfClosing) {
-      const close = indentBefore(src, md.start) ?? '';
-      splices.push({ start: md.start, end: md.end, text: `<metadata>\n${indent}${text}\n${close}</metadata>` });
-    } else {
-      const lastChild = childElements(md).at(-1);
-      if (lastChild) {
-        splices.push({ start: lastChild.end, end: lastChild.end, text: `\n${indent}${text}` });
-      } else {
-        const close = indentBefore(src, md.start) ?? '';
-        const kept = src.slice(md.startTagEnd, md.contentEnd).trimEnd();
-        splices.push({ start: md.startTagEnd, end: md.contentEnd, text: `${kept}\n${indent}${text}\n${close}` });
-      }
-    }
+    splices.push(insertion(src, md, childElements(md).at(-1), indent, renderEntries(entries, indent, unit, q)));
     return splices;
   }
   // No <metadata>: libvirt writes it after name, uuid, genid, title and description.
@@ -539,17 +539,7 @@ export function generate(xml: string, opts: GenerateOptions): string {
     const indent = childIndent(src, devices);
     const unit = unitIndent(src, d.nics[0] ?? childElements(devices)[0] ?? devices) || '  ';
     const text = newNicText(bridge, opts.mtu, mac, indent, unit, quoteOf(d.nics.at(-1) ?? d.root));
-    const last = d.nics.at(-1);
-    if (last) {
-      splices.push({ start: last.end, end: last.end, text: `\n${indent}${text}` });
-    } else if (devices.selfClosing) {
-      const close = indentBefore(src, devices.start) ?? '';
-      splices.push({ start: devices.start, end: devices.end, text: `<devices>\n${indent}${text}\n${close}</devices>` });
-    } else {
-      const kept = src.slice(devices.startTagEnd, devices.contentEnd).trimEnd();
-      const close = indentBefore(src, devices.start) ?? '';
-      splices.push({ start: devices.startTagEnd, end: devices.contentEnd, text: `${kept}\n${indent}${text}\n${close}` });
-    }
+    splices.push(insertion(src, devices, d.nics.at(-1), indent, text));
     record(mac !== undefined ? { mac } : { index: d.nics.length }, { network: def.name, vni: def.vni, added: true });
   } else {
     const chosen = select(d, opts.interfaces);
