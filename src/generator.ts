@@ -219,6 +219,11 @@ export function interfaceXml(xml: string, index: number): string {
 
 // ---- selection ----------------------------------------------------------
 
+/** The indexes of the NICs `selectors` (MACs or indexes; none = every NIC) choose, as generate() chooses them. */
+export function selectInterfaces(xml: string, selectors: readonly string[] | undefined): number[] {
+  return select(parseDomain(xml), selectors);
+}
+
 function select(d: Domain, selectors: readonly string[] | undefined): number[] {
   if (selectors === undefined || selectors.length === 0) {
     if (d.nics.length === 0) {

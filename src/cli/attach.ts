@@ -21,7 +21,7 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { readDomain, networksUsedBy } from '../domain-xml.ts';
 import { LibvirtError, UsageError, warn } from '../errors.ts';
-import { detach, generate, interfaceXml, listInterfaces, liveInterfaceXml, type NicInfo } from '../generator.ts';
+import { detach, generate, interfaceXml, listInterfaces, liveInterfaceXml, selectInterfaces } from '../generator.ts';
 import * as libvirt from '../libvirt.ts';
 import { ensureForDomain, releaseDomain } from '../lifecycle.ts';
 import { bridgeName, type NetworkDefinition } from '../network-definition.ts';
@@ -74,15 +74,11 @@ export async function attachDomain(o: AttachOptions, ops: Ops = realOps): Promis
   const mtu = await ops.networkMtu(o.network);
   const state = await ops.readDomainState(o.domain);
   const genOpts = { network: o.network, mtu, add: o.add, ...(o.interfaces ? { interfaces: o.interfaces } : {}), ...(o.mac ? { mac: o.mac } : {}) };
-  const before = listInterfaces(state.persistentXml);
   const rewritten = generate(state.persistentXml, genOpts);
   const bridge = bridgeName(o.network.vni);
 
-  // Which NICs are ours now: by MAC where there is one, else by index.
-  let chosen: number[];
-  if (o.add) chosen = [before.length];
-  else if (o.interfaces) chosen = listInterfaces(rewritten).filter((n) => matches(n, before, o.interfaces as string[])).map((n) => n.index);
-  else chosen = before.map((n) => n.index);
+  // Which NICs are ours now: converting keeps a NIC's index, --add appends one.
+  const chosen = o.add ? [listInterfaces(state.persistentXml).length] : selectInterfaces(state.persistentXml, o.interfaces);
 
   let defined = state.persistentXml;
   if (rewritten !== state.persistentXml) {
@@ -125,15 +121,6 @@ export async function attachDomain(o: AttachOptions, ops: Ops = realOps): Promis
       ops.say(`domain ${o.domain}: NIC ${describe(nic)} hot-plugged on ${bridge}`);
     }
   }
-}
-
-/** Whether NIC `n` (after rewriting) is one the selectors chose in `before`. */
-function matches(n: NicInfo, before: NicInfo[], selectors: string[]): boolean {
-  return selectors.some((s) => {
-    const t = s.trim().toLowerCase();
-    if (/^\d+$/.test(t)) return Number(t) === n.index;
-    return before.find((b) => b.mac === t)?.index === n.index;
-  });
 }
 
 export interface DetachOptions {
