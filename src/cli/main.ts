@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The vxvirt command line. One yargs command module per file; errors from any
-// command end here, as one line on stderr and the error's exit status.
+// The vxvirt command line: one yargs command module per command, one file per
+// command group. Errors from any command end here, as one line on stderr and
+// the error's exit status.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UsageError, exitCodeOf, formatError } from '../errors.ts';
