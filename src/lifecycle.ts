@@ -67,8 +67,12 @@ async function ensureNetwork(def: NetworkDefinition, fx: Effects): Promise<void>
   throw new InternalError(`network ${def.name}: devices ${bridgeName(def.vni)}/${vxlanName(def.vni)} still differ from the definition after ${MAX_ATTEMPTS} attempts`);
 }
 
-/** Remove the pairs of those `defs` that have no users left. Never throws: teardown is best effort and converges on the next release. */
-async function teardownUnused(defs: readonly NetworkDefinition[], fx: Effects): Promise<string[]> {
+/**
+ * Remove the pairs of those `defs` that have no users left; the caller holds
+ * the host lock. Never throws: teardown is best effort (a warning says what
+ * failed) and converges on the next release.
+ */
+export async function removeUnusedPairs(defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<string[]> {
   const unused = defs.filter((d) => !hasUsers(fx.readUsers(d.name)));
   if (unused.length === 0) return [];
   const removed: string[] = [];
@@ -91,25 +95,52 @@ async function teardownUnused(defs: readonly NetworkDefinition[], fx: Effects): 
 
 /**
  * `prepare`: ensure every pair the domain needs, then record it as a user.
- * On failure, the domain is unrecorded from these networks and pairs left
- * unused are removed again, so a failed start leaves nothing half-made.
+ * On failure, the records this call added are removed again and pairs left
+ * unused are deleted, so a failed start leaves nothing half-made — while
+ * records from before (a domain prepared twice) stay.
  */
 export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
   if (defs.length === 0) return;
   await fx.withHostLock(`prepare ${domain.name}`, async () => {
     const touched: NetworkDefinition[] = [];
+    const recorded: NetworkDefinition[] = [];
     try {
       for (const def of defs) {
         touched.push(def);
         await ensureNetwork(def, fx);
-        fx.writeUsers(def.name, addUser(fx.readUsers(def.name), domain.key, domain.name, fx.now()));
+        const users = fx.readUsers(def.name);
+        if (!(domain.key in users)) recorded.push(def);
+        fx.writeUsers(def.name, addUser(users, domain.key, domain.name, fx.now()));
       }
     } catch (err) {
-      for (const def of touched) fx.writeUsers(def.name, removeUser(fx.readUsers(def.name), domain.key));
-      await teardownUnused(touched, fx);
+      for (const def of recorded) fx.writeUsers(def.name, removeUser(fx.readUsers(def.name), domain.key));
+      await removeUnusedPairs(touched, fx);
       throw err;
     }
   });
+}
+
+/**
+ * `reconnect`: libvirtd restarted while the domain runs. It uses all of its
+ * networks whatever happens here, so it is recorded on each first; then each
+ * pair is ensured on its own, and the failures are reported together. Nothing
+ * is rolled back: the guest is running on those bridges.
+ */
+export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
+  if (defs.length === 0) return;
+  const failures = await fx.withHostLock(`reconnect ${domain.name}`, async () => {
+    const errors: string[] = [];
+    for (const def of defs) {
+      fx.writeUsers(def.name, addUser(fx.readUsers(def.name), domain.key, domain.name, fx.now()));
+      try {
+        await ensureNetwork(def, fx);
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+    return errors;
+  });
+  if (failures.length > 0) throw new InternalError(`domain ${domain.name} keeps running, but ${failures.join('; ')}`);
 }
 
 /**
@@ -123,6 +154,6 @@ export async function releaseDomain(key: string, defs: readonly NetworkDefinitio
       const users = fx.readUsers(network);
       if (key in users) fx.writeUsers(network, removeUser(users, key));
     }
-    return teardownUnused(defs, fx);
+    return removeUnusedPairs(defs, fx);
   });
 }

@@ -93,6 +93,29 @@ export function listDefinitions(): NetworkDefinition[] {
   return listDefinitionNames().map(readDefinition);
 }
 
+export interface LoadedDefinitions {
+  defs: NetworkDefinition[];
+  /** Files that could not be read or are invalid, by network name. */
+  broken: Array<{ name: string; error: Error }>;
+}
+
+/**
+ * Every definition that can be read, and the errors of those that cannot.
+ * For the hook: one bad file must not stop guests on other networks (or on
+ * no vxvirt network at all) from starting.
+ */
+export function loadDefinitions(): LoadedDefinitions {
+  const out: LoadedDefinitions = { defs: [], broken: [] };
+  for (const name of listDefinitionNames()) {
+    try {
+      out.defs.push(readDefinition(name));
+    } catch (err) {
+      out.broken.push({ name, error: err as Error });
+    }
+  }
+  return out;
+}
+
 export function writeDefinition(def: NetworkDefinition): void {
   writeFileAtomic(definitionPath(def.name), serializeDefinition(def));
 }

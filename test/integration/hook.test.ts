@@ -211,6 +211,21 @@ it('reconnect re-records the domain and re-creates a missing pair; never fails',
   assert.match(r.stderr, /vxvirt:/);
 });
 
+it('a corrupt definition file stops only guests that may need it', ({ host }) => {
+  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
+  host.exec('sh', ['-c', `printf '{"name": "bad", "vni": ' > ${host.env.VXVIRT_CONFIG_DIR}/networks/bad.json`]);
+  const plain = domainXml('plain', '00000000-0000-4000-8000-000000000001', networkNic('default'));
+  const p = host.hook('plain', 'prepare', 'begin', plain);
+  assert.is(p.status, 0, p.stderr);
+  assert.match(p.stderr, /warning: skipping network bad: .*bad.json: not valid JSON/);
+  assert.is(host.hook('vm-a', 'prepare', 'begin', vmA).status, 0, 'a guest on a readable network starts');
+  const unknown = host.hook('vm-u', 'prepare', 'begin', domainXml('vm-u', '00000000-0000-4000-8000-000000000099', bridgeNic('vxbr99')));
+  assert.is(unknown.status, 1, 'vxbr99 might be the corrupt network: refuse with its error');
+  assert.match(unknown.stderr, /bad.json: not valid JSON/);
+  ok(host.hook('vm-a', 'release', 'end', vmA), 'release');
+  assert.is(host.link('vxbr42'), undefined);
+});
+
 function pick(obj: Record<string, unknown> | undefined, keys: string[]): Record<string, unknown> {
   return Object.fromEntries(keys.map((k) => [k, obj?.[k]]));
 }

@@ -9,7 +9,7 @@ const gone = validateDefinition({ name: 'gone', vni: 44, dev: 'nosuchdev', remot
 const xml = (bridge: string) =>
   `<domain type='qemu'><name>vm1</name><uuid>u-1</uuid><devices><interface type='bridge'><source bridge='${bridge}'/></interface></devices></domain>`;
 
-function harness(defs = [tut, gone]) {
+function harness(defs = [tut, gone], broken: Array<{ name: string; error: Error }> = []) {
   const host = new FakeHost().addUnderlay('ens47f1');
   const errors: string[] = [];
   let stdinReads = 0;
@@ -23,7 +23,7 @@ function harness(defs = [tut, gone]) {
         },
         error: (l) => errors.push(l),
       },
-      { listDefinitions: () => defs, effects: host.effects() },
+      { loadDefinitions: () => ({ defs, broken }), effects: host.effects() },
     );
   return { host, errors, run, reads: () => stdinReads };
 }
@@ -76,6 +76,21 @@ test('domains without vxvirt NICs change nothing; with no networks defined the X
   const none = harness([]);
   assert.is(await none.run('prepare', 'begin', xml('vxbr42')), 0);
   assert.is(none.reads(), 0);
+});
+
+test('an unreadable definition stops only the domains that may need it', async () => {
+  const broken = [{ name: 'bad', error: new Error('/etc/vxvirt/networks/bad.json: not valid JSON') }];
+  const h = harness([tut], broken);
+  assert.is(await h.run('prepare', 'begin', xml('vxbr42')), 0, 'a domain on a readable network starts');
+  assert.ok(h.host.links.has('vxbr42'));
+  assert.match(h.errors[0] ?? '', /^vxvirt: warning: skipping network bad: .*not valid JSON/);
+  assert.is(await h.run('prepare', 'begin', xml('virbr0')), 0, 'a domain on no vxvirt network starts');
+  assert.is(await h.run('prepare', 'begin', xml('vxbr99')), 1, 'a vxbrN no readable definition explains fails');
+  assert.match(h.errors.at(-1) ?? '', /^vxvirt: \/etc\/vxvirt\/networks\/bad.json: not valid JSON$/);
+  const byName = `<domain><name>n</name><devices><interface type='network'><source network='bad'/></interface></devices></domain>`;
+  assert.is(await h.run('prepare', 'begin', byName), 1, 'a NIC naming the broken network fails');
+  assert.is(await h.run('release', 'end', xml('vxbr42')), 0);
+  assert.not.ok(h.host.links.has('vxbr42'), 'release still tears down the readable networks');
 });
 
 test.run();

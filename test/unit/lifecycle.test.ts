@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DeviceConflictError } from '../../src/errors.ts';
-import { ensureForDomain, releaseDomain } from '../../src/lifecycle.ts';
+import { ensureForDomain, reconnectDomain, releaseDomain } from '../../src/lifecycle.ts';
 import { validateDefinition } from '../../src/network-definition.ts';
 import { ownerGroup } from '../../src/plan.ts';
 import { FakeHost } from '../support/fake-kernel.ts';
@@ -127,6 +127,30 @@ test('a persistent apply failure is reported with the network name', async () =>
     assert.match((err as Error).message, /^network tut: RTNETLINK answers: Operation not supported/);
   }
   assert.equal(h.names(), ['ens47f1'], 'the bridge made before the failure is gone');
+});
+
+test('a failed second prepare keeps the records of the first', async () => {
+  const h = host();
+  await ensureForDomain(A, [tut], h.effects());
+  await ensureForDomain(A, [tut, broken], h.effects()).catch(() => undefined);
+  assert.equal(Object.keys(h.users.get('tut') ?? {}), ['uuid-a']);
+  assert.ok(h.links.has('vxbr42'), 'the pair A already used stays');
+});
+
+test('a failed reconnect records the running domain on every network and rolls nothing back', async () => {
+  const h = host();
+  await ensureForDomain(A, [tut], h.effects());
+  try {
+    await reconnectDomain(A, [tut, broken, mc], h.effects());
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /^domain a keeps running, but network broken: underlay device nosuchdev does not exist/);
+  }
+  assert.equal([...h.users.keys()].sort(), ['broken', 'mc', 'tut']);
+  assert.equal(h.names(), ['ens47f1', 'vxbr42', 'vxbr43', 'vxlan42', 'vxlan43'], 'networks after the failing one were still ensured');
+  await releaseDomain(A.key, defs, h.effects());
+  assert.equal(h.names(), ['ens47f1']);
+  assert.is(h.users.size, 0);
 });
 
 test.run();
