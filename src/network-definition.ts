@@ -101,6 +101,9 @@ function address(option: string, value: unknown): string {
   // On the normalised form, so that 0:0:0:0:0:ffff:… is caught too: a stored
   // definition is validated again on every read, and must not fail there.
   if (spelled.startsWith('::ffff:')) fail(option, value, 'is an IPv4-mapped address: give the IPv4 address itself');
+  // ::a.b.c.d (deprecated IPv4-compatible): the kernel prints it dotted, so it
+  // would never compare equal to the stored form.
+  if (/^::[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(spelled)) fail(option, value, 'is an IPv4-compatible address (deprecated): give the IPv4 address itself');
   return spelled;
 }
 

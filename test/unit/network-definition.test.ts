@@ -79,6 +79,9 @@ test('IPv6 addresses are stored as the kernel prints them', () => {
   assert.is(validateDefinition({ ...base, remotes: undefined, group: 'FF05:0::1' }).group, 'ff05::1');
   rejects({ ...base, remotes: ['fe80::1%eth0'] }, /--remote "fe80::1%eth0": must not carry a zone index/);
   rejects({ ...base, remotes: ['::ffff:192.168.8.101'] }, /IPv4-mapped/);
+  rejects({ ...base, remotes: ['::c0a8:865'] }, /--remote "::c0a8:865": is an IPv4-compatible address/);
+  rejects({ ...base, remotes: ['::192.168.8.101'] }, /IPv4-compatible/);
+  assert.equal(validateDefinition({ ...base, remotes: ['::5'] }).remotes, ['::5']);
   // The same peer spelled twice is still a duplicate.
   rejects({ ...base, remotes: ['fd00::2', 'FD00:0::2'] }, /is given more than once/);
 });
