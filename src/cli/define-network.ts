@@ -1,7 +1,9 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError, warn } from '../errors.ts';
 import { checkNoConflict, NAME_RULE, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
-import { linkMtu } from '../iproute.ts';
+import * as iproute from '../iproute.ts';
+import { removeUnusedPairs } from '../lifecycle.ts';
+import { hasUsers, userNames } from '../users.ts';
 import { defineLibvirtNetwork } from '../libvirt.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
@@ -64,7 +66,7 @@ export const defineNetwork: CommandModule<object, Args> = {
     const def = definitionFromArgs(argv);
     // Check the MTU against the underlay now if it is here; a host whose
     // underlay comes up later is checked again when a VM starts.
-    const devMtu = await linkMtu(def.dev);
+    const devMtu = await iproute.linkMtu(def.dev);
     let mtuNote: string;
     if (devMtu === undefined) {
       warn(`underlay device ${def.dev} does not exist on this host yet; VMs on ${def.name} cannot start until it does`);
@@ -72,11 +74,21 @@ export const defineNetwork: CommandModule<object, Args> = {
     } else {
       mtuNote = `MTU ${overlayMtu(def, devMtu)}`;
     }
-    const checkAgainst = (existing: NetworkDefinition[]) => {
-      if (!argv.replace && existing.some((d) => d.name === def.name)) {
+    /** The definition this one replaces, if any, after refusing what must not be replaced. */
+    const checkAgainst = (existing: NetworkDefinition[]): NetworkDefinition | undefined => {
+      const previous = existing.find((d) => d.name === def.name);
+      if (previous && !argv.replace) {
         throw new DefinitionError(`network ${def.name} is already defined: undefine it first, or use --replace`);
       }
       checkNoConflict(def, existing);
+      // A new VNI means new device names: the old pair would be orphaned under guests still on it.
+      const users = store.readUsers(def.name);
+      if (previous && previous.vni !== def.vni && hasUsers(users)) {
+        throw new DefinitionError(
+          `--vni ${def.vni}: network ${def.name} is used by ${userNames(users).join(', ')} on VNI ${previous.vni}; stop them before changing its VNI`,
+        );
+      }
+      return previous;
     };
     // Check first, then the libvirt network, then write: if libvirt refuses,
     // vxvirt has written nothing. libvirt is not called under the host lock,
@@ -89,8 +101,10 @@ export const defineNetwork: CommandModule<object, Args> = {
       libvirtNote = r.action === 'unchanged' ? '; libvirt network unchanged' : `; libvirt network ${r.action}`;
     }
     await store.withHostLock(`define-network ${def.name}`, async () => {
-      checkAgainst(store.listDefinitions());
+      const previous = checkAgainst(store.listDefinitions());
       store.writeDefinition(def);
+      // Unused (checked above): remove the old VNI's pair if it is still there.
+      if (previous && previous.vni !== def.vni) await removeUnusedPairs([previous]);
     });
     process.stdout.write(`defined network ${def.name}: VNI ${def.vni} on ${def.dev}, ${mtuNote}${libvirtNote}\n`);
   },

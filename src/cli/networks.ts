@@ -1,10 +1,11 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError, warn } from '../errors.ts';
+import { DefinitionError } from '../errors.ts';
 import * as iproute from '../iproute.ts';
+import { removeUnusedPairs } from '../lifecycle.ts';
 import { undefineLibvirtNetwork } from '../libvirt.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
-import { isOwned, planTeardown } from '../plan.ts';
+import { isOwned } from '../plan.ts';
 import * as store from '../store.ts';
 import { hasUsers, userNames } from '../users.ts';
 import { printJson, table } from './output.ts';
@@ -120,24 +121,19 @@ export const undefineNetwork: CommandModule<object, UndefineArgs> = {
       .option('force', { type: 'boolean', default: false, describe: 'forget it even while domains use it (their devices stay)' })
       .option('libvirt', { type: 'boolean', default: true, describe: 'also remove the libvirt network of that name (--no-libvirt to keep it)' }) as unknown as Argv<UndefineArgs>,
   handler: async (argv: ArgumentsCamelCase<UndefineArgs>) => {
-    const refuseIfUsed = (name: string) => {
+    const refuseIfUsed = (name: string): void => {
       const users = store.readUsers(name);
       if (hasUsers(users) && !argv.force) {
         throw new DefinitionError(`network ${name} is used by ${userNames(users).join(', ')}: stop them first, or use --force`);
       }
-      return users;
     };
     // As in define-network: libvirt first and outside the host lock.
     refuseIfUsed(store.readDefinition(argv.name).name);
     if (argv.libvirt) await undefineLibvirtNetwork(argv.name);
     await store.withHostLock(`undefine-network ${argv.name}`, async () => {
       const def = store.readDefinition(argv.name);
-      const users = refuseIfUsed(def.name);
-      if (!hasUsers(users)) {
-        const plan = planTeardown(def.vni, await iproute.observe([]));
-        if (plan.kept) warn(`network ${def.name}: ${plan.kept}`);
-        await iproute.apply(plan.steps);
-      }
+      refuseIfUsed(def.name);
+      await removeUnusedPairs([def]);
       store.removeDefinition(def.name);
     });
     process.stdout.write(`undefined network ${argv.name}\n`);

@@ -100,4 +100,20 @@ it('undefine-network refuses while in use, removes devices when not', ({ host })
   assert.match(missing.stderr, /network tut is not defined/);
 });
 
+it('--replace with a new VNI removes the old pair, and is refused while guests use it', ({ host }) => {
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const xml = domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42'));
+  host.hook('vm1', 'prepare', 'begin', xml);
+  const busy = host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--replace');
+  assert.is(busy.status, 3);
+  assert.match(busy.stderr, /--vni 43: network tut is used by vm1 on VNI 42; stop them before changing its VNI/);
+  assert.is(JSON.parse(readFileSync(join(netDir(host), 'tut.json'), 'utf8')).vni, 42, 'nothing written');
+  // Killed between the guest's stop and its release: the pair is still there, unused.
+  host.exec('sh', ['-c', `rm -f ${host.env.VXVIRT_STATE_DIR}/users/tut.json`]);
+  const r = host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101', '--replace');
+  assert.is(r.status, 0, r.stderr);
+  assert.is(host.link('vxbr42'), undefined, 'the old pair is gone');
+  assert.is(host.link('vxlan42'), undefined);
+});
+
 it.run();
