@@ -2,12 +2,17 @@
 // `qemu DOMAIN OP SUBOP EXTRA` with the domain XML on stdin (docs/hooks.rst).
 // The hook never calls back into libvirt (that deadlocks) and never writes to
 // stdout: for `migrate` and `restore` libvirt reads stdout as replacement XML.
-import { networksUsedBy, readDomain, type DomainInfo } from './domain-xml.ts';
+//
+// It reads only what the domain names: the definition behind each NIC's
+// bridge (through the VNI index) or libvirt network, and on release only the
+// domain's own record — so its cost does not grow with the number of networks
+// or domains on the host.
+import { readDomain, type DomainInfo } from './domain-xml.ts';
 import { formatError } from './errors.ts';
 import { ensureForDomain, realEffects, reconnectDomain, releaseDomain, type Effects } from './lifecycle.ts';
-import { bridgeName } from './network-definition.ts';
+import type { NetworkDefinition } from './network-definition.ts';
 import * as store from './store.ts';
-import type { LoadedDefinitions } from './store.ts';
+import type { VniLookup } from './store.ts';
 
 export interface HookIo {
   readStdin(): Promise<string>;
@@ -15,23 +20,39 @@ export interface HookIo {
 }
 
 export interface HookDeps {
-  loadDefinitions(): LoadedDefinitions;
+  /** The definition of a network by name; undefined if there is none; throws for a broken file. */
+  findDefinition(name: string): NetworkDefinition | undefined;
+  findDefinitionByVni(vni: number): VniLookup;
   effects: Effects;
 }
 
-const realDeps: HookDeps = { loadDefinitions: store.loadDefinitions, effects: realEffects };
+const realDeps: HookDeps = { findDefinition: store.findDefinition, findDefinitionByVni: store.findDefinitionByVni, effects: realEffects };
+
+const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
 
 /**
- * The unreadable definitions this domain may need: one its NIC names, or any
- * of them when a NIC is on a `vxbrN` that no readable definition explains.
- * The others must not stop a guest that does not use them.
+ * The vxvirt networks a domain's NICs are on, in NIC order. A NIC matches by
+ * its source bridge first (a running domain's `<interface type='network'>`
+ * reads as type='bridge' with both attributes), by its libvirt network name
+ * second. A NIC on a `vxbrN` that no readable definition explains fails with
+ * the error of the unreadable definitions, since one of them may be its
+ * network; other broken files are never read.
  */
-function brokenNeededBy(domain: DomainInfo, loaded: LoadedDefinitions): LoadedDefinitions['broken'] {
-  if (loaded.broken.length === 0) return [];
-  const known = new Set(loaded.defs.map((d) => bridgeName(d.vni)));
-  const unexplainedBridge = domain.nics.some((n) => n.bridge !== undefined && /^vxbr\d+$/.test(n.bridge) && !known.has(n.bridge));
-  if (unexplainedBridge) return loaded.broken;
-  return loaded.broken.filter((b) => domain.nics.some((n) => n.network === b.name));
+export function definitionsFor(domain: DomainInfo, deps: Pick<HookDeps, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition[] {
+  const found = new Map<string, NetworkDefinition>();
+  for (const nic of domain.nics) {
+    if (nic.type !== 'bridge' && nic.type !== 'network') continue;
+    const vni = nic.bridge !== undefined ? VXVIRT_BRIDGE.exec(nic.bridge)?.[1] : undefined;
+    let def: NetworkDefinition | undefined;
+    if (vni !== undefined) {
+      const lookup = deps.findDefinitionByVni(Number(vni));
+      if (lookup.broken[0]) throw lookup.broken[0].error;
+      def = lookup.def;
+    }
+    if (!def && nic.network !== undefined) def = deps.findDefinition(nic.network);
+    if (def && !found.has(def.name)) found.set(def.name, def);
+  }
+  return [...found.values()];
 }
 
 /** Run one hook invocation; returns the exit status. */
@@ -43,16 +64,11 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
     return 0;
   }
   try {
-    const loaded = deps.loadDefinitions();
-    if (operation !== 'release end' && loaded.defs.length === 0 && loaded.broken.length === 0) return 0;
     const domain = readDomain(await io.readStdin());
-    const needed = operation === 'release end' ? [] : brokenNeededBy(domain, loaded);
-    if (needed[0]) throw needed[0].error;
-    for (const b of loaded.broken) io.error(`vxvirt: warning: skipping network ${b.name}: ${b.error.message}`);
-    if (operation === 'release end') await releaseDomain(domain.key, loaded.defs, deps.effects);
+    if (operation === 'release end') await releaseDomain(domain.key, deps.effects);
     // reconnect: libvirtd restarted with this domain running.
-    else if (operation === 'reconnect begin') await reconnectDomain(domain, networksUsedBy(domain, loaded.defs), deps.effects);
-    else await ensureForDomain(domain, networksUsedBy(domain, loaded.defs), deps.effects);
+    else if (operation === 'reconnect begin') await reconnectDomain(domain, definitionsFor(domain, deps), deps.effects);
+    else await ensureForDomain(domain, definitionsFor(domain, deps), deps.effects);
     return 0;
   } catch (err) {
     io.error(formatError(err));

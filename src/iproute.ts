@@ -108,11 +108,64 @@ async function run(cmd: string, args: readonly string[], input = ''): Promise<st
 }
 
 /**
- * Read every device, plus the flood entries of the given vxlan devices.
- * One `ip` call for all links (cheaper than one per device), one `bridge` call
- * per vxlan in unicast-peers mode.
+ * Split the output of `ip -j -batch`: one JSON array per command that printed
+ * anything, back to back. Strings may hold brackets (an alias), so this scans
+ * with string awareness rather than splitting on "][".
  */
-export async function observe(fdbDevices: readonly string[] = []): Promise<Observed> {
+export function splitJsonArrays(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[') {
+      if (depth++ === 0) start = i;
+    } else if (c === ']' && --depth === 0) out.push(text.slice(start, i + 1));
+  }
+  return out;
+}
+
+/** What to read: devices by name, the ports of bridges, the flood entries of vxlan devices. */
+export interface ObserveQuery {
+  devices: readonly string[];
+  portsOf?: readonly string[];
+  fdbDevices?: readonly string[];
+}
+
+/**
+ * Read just the devices a plan needs, in one `ip -batch` (plus one `bridge`
+ * call per vxlan in unicast-peers mode): the cost does not grow with the
+ * number of interfaces on the host. `-force` goes on past devices that do
+ * not exist; those are the only errors accepted.
+ */
+export async function observe(query: ObserveQuery): Promise<Observed> {
+  const lines = [...query.devices.map((d) => `link show dev ${d}`), ...(query.portsOf ?? []).map((b) => `link show master ${b}`)];
+  const links = new Map<string, Link>();
+  if (lines.length > 0) {
+    const input = `${lines.join('\n')}\n`;
+    const r = await exec('ip', ['-d', '-j', '-force', '-batch', '-'], input);
+    const unexpected = r.stderr
+      .split('\n')
+      .filter((l) => l.trim() && !/^Device ".*" does not exist\.$/.test(l) && !/^Error: argument ".*" is wrong: Device does not exist$/.test(l) && !/^Command failed -:\d+$/.test(l));
+    if (unexpected.length > 0 || (r.status !== 0 && !r.stderr.trim())) {
+      throw new ToolError(describeFailure('ip', ['-batch'], r.stderr || `exit status ${r.status}`, input));
+    }
+    for (const chunk of splitJsonArrays(r.stdout)) for (const [name, link] of parseLinks(chunk)) links.set(name, link);
+  }
+  const floodDsts = new Map<string, string[]>();
+  for (const dev of query.fdbDevices ?? []) {
+    if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
+  }
+  return { links, floodDsts };
+}
+
+/** Read every device of the host (for commands that survey everything, never the hook). */
+export async function observeAll(fdbDevices: readonly string[] = []): Promise<Observed> {
   const links = parseLinks(await run('ip', ['-d', '-j', 'link', 'show']));
   const floodDsts = new Map<string, string[]>();
   for (const dev of fdbDevices) {

@@ -3,22 +3,45 @@
 // about users and teardown is taken under the host lock, so one domain's
 // release can never delete a bridge that another domain's prepare has just
 // ensured (the race that made OpenStack Neutron stop deleting empty bridges).
+//
+// Crash safety: the domain's record (store: domains/KEY.json) is written
+// before it is added to any network's users and removed only after, so
+// whatever step a killed hook stopped at, the next hook run under the lock —
+// or `vxvirt reconcile` — can finish the job. `crashPoint` marks those steps
+// for the tests that kill the hook there; it is compiled out of dist/.
+import { crashPoint } from './crash-point.ts';
 import { InternalError, VxvirtError, warn } from './errors.ts';
 import * as iproute from './iproute.ts';
+import type { ObserveQuery } from './iproute.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
 import * as store from './store.ts';
+import type { DomainRecord, PendingRelease, RecordedNetwork } from './store.ts';
 import { addUser, hasUsers, removeUser, type Users } from './users.ts';
+
+/** One change to the host, for the log. */
+export interface Change {
+  action: 'created' | 'repaired' | 'deleted' | 'user-added' | 'user-removed';
+  network: string;
+  domain?: string;
+  devices?: string[];
+  detail?: string;
+}
 
 /** The effects lifecycle needs; tests replace them with fakes. */
 export interface Effects {
-  observe(fdbDevices: readonly string[]): Promise<Observed>;
+  observe(query: ObserveQuery): Promise<Observed>;
   apply(steps: readonly Step[]): Promise<void>;
   readUsers(network: string): Users;
   writeUsers(network: string, users: Users): void;
-  listUserNetworks(): string[];
+  readDomainRecord(key: string): DomainRecord | undefined;
+  writeDomainRecord(key: string, record: DomainRecord): void;
+  beginRelease(key: string): DomainRecord | undefined;
+  pendingReleases(): PendingRelease[];
+  endRelease(key: string): void;
   withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T>;
   warn(message: string): void;
+  log(change: Change): void;
   now(): Date;
 }
 
@@ -27,9 +50,14 @@ export const realEffects: Effects = {
   apply: iproute.apply,
   readUsers: store.readUsers,
   writeUsers: store.writeUsers,
-  listUserNetworks: store.listUserNetworks,
+  readDomainRecord: store.readDomainRecord,
+  writeDomainRecord: store.writeDomainRecord,
+  beginRelease: store.beginRelease,
+  pendingReleases: store.pendingReleases,
+  endRelease: store.endRelease,
   withHostLock: store.withHostLock,
   warn,
+  log: () => undefined,
   now: () => new Date(),
 };
 
@@ -38,8 +66,8 @@ export interface DomainRef {
   name: string;
 }
 
-const fdbDevicesOf = (defs: readonly NetworkDefinition[]): string[] =>
-  defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
+const pairOf = (vni: number): string[] => [bridgeName(vni), vxlanName(vni)];
+const recorded = (def: Pick<NetworkDefinition, 'name' | 'vni'>): RecordedNetwork => ({ name: def.name, vni: def.vni });
 
 const MAX_ATTEMPTS = 3;
 
@@ -49,14 +77,34 @@ const MAX_ATTEMPTS = 3;
  * device meanwhile ("File exists", "Cannot find device") is retried from a
  * fresh read; conflicts with devices that are not ours fail at once.
  */
-async function ensureNetwork(def: NetworkDefinition, fx: Effects): Promise<void> {
+export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?: string): Promise<void> {
+  const query: ObserveQuery = {
+    devices: [def.dev, ...pairOf(def.vni)],
+    fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
+  };
   let lastError: unknown;
+  let changed: Step[] = [];
   for (let attempt = 0; attempt <= MAX_ATTEMPTS; attempt++) {
-    const steps = planEnsure(def, await fx.observe(fdbDevicesOf([def])));
-    if (steps.length === 0) return;
+    const steps = planEnsure(def, await fx.observe(query));
+    if (steps.length === 0) {
+      if (changed.length > 0) {
+        const created = changed.some((s) => s.op === 'add-bridge' || s.op === 'add-vxlan');
+        fx.log({
+          action: created ? 'created' : 'repaired',
+          network: def.name,
+          ...(domain ? { domain } : {}),
+          devices: pairOf(def.vni),
+          ...(created ? {} : { detail: [...new Set(changed.map((s) => s.op))].join(',') }),
+        });
+      }
+      return;
+    }
     if (attempt === MAX_ATTEMPTS) break;
     try {
       await fx.apply(steps);
+      lastError = undefined;
+      changed = changed.concat(steps);
+      crashPoint('ensure:applied');
     } catch (err) {
       lastError = err;
     }
@@ -68,21 +116,24 @@ async function ensureNetwork(def: NetworkDefinition, fx: Effects): Promise<void>
 }
 
 /**
- * Remove the pairs of those `defs` that have no users left; the caller holds
- * the host lock. Never throws: teardown is best effort (a warning says what
- * failed) and converges on the next release.
+ * Remove the pairs of those `networks` that have no users left; the caller
+ * holds the host lock. Never throws: teardown is best effort (a warning says
+ * what failed) and converges on the next release or `vxvirt reconcile`.
  */
-export async function removeUnusedPairs(defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<string[]> {
-  const unused = defs.filter((d) => !hasUsers(fx.readUsers(d.name)));
+export async function removeUnusedPairs(networks: readonly RecordedNetwork[], fx: Effects = realEffects, domain?: string): Promise<string[]> {
+  const unused = networks.filter((n) => !hasUsers(fx.readUsers(n.name)));
   if (unused.length === 0) return [];
-  const removed: string[] = [];
+  const removed: RecordedNetwork[] = [];
   try {
-    const observed = await fx.observe([]);
+    const observed = await fx.observe({
+      devices: unused.flatMap((n) => pairOf(n.vni)),
+      portsOf: unused.map((n) => bridgeName(n.vni)),
+    });
     const steps: Step[] = [];
-    for (const def of unused) {
-      const plan = planTeardown(def.vni, observed);
-      if (plan.kept) fx.warn(`network ${def.name}: ${plan.kept}`);
-      if (plan.steps.length > 0) removed.push(def.name);
+    for (const n of unused) {
+      const plan = planTeardown(n.vni, observed);
+      if (plan.kept) fx.warn(`network ${n.name}: ${plan.kept}`);
+      if (plan.steps.length > 0) removed.push(n);
       steps.push(...plan.steps);
     }
     if (steps.length > 0) await fx.apply(steps);
@@ -90,7 +141,47 @@ export async function removeUnusedPairs(defs: readonly NetworkDefinition[], fx: 
     fx.warn(`could not remove unused devices: ${(err as Error).message}`);
     return [];
   }
-  return removed;
+  for (const n of removed) fx.log({ action: 'deleted', network: n.name, ...(domain ? { domain } : {}), devices: pairOf(n.vni) });
+  return removed.map((n) => n.name);
+}
+
+/** Take `key` off these networks' users, logging each removal. */
+function unrecord(key: string, name: string, networks: readonly RecordedNetwork[], fx: Effects): void {
+  for (const n of networks) {
+    const users = fx.readUsers(n.name);
+    if (!(key in users)) continue;
+    fx.writeUsers(n.name, removeUser(users, key));
+    fx.log({ action: 'user-removed', network: n.name, domain: name });
+    crashPoint('release:unrecorded');
+  }
+}
+
+/** Finish releases that a killed hook left half done (normally there are none). */
+async function finishPendingReleases(fx: Effects): Promise<void> {
+  for (const { key, record } of fx.pendingReleases()) {
+    unrecord(key, record.name, record.networks, fx);
+    await removeUnusedPairs(record.networks, fx, record.name);
+    fx.endRelease(key);
+  }
+}
+
+/** Add networks to the domain's record (before its users entries: the record is a superset). Returns those it added. */
+function extendRecord(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects): RecordedNetwork[] {
+  const record = fx.readDomainRecord(domain.key) ?? { name: domain.name, networks: [] };
+  const added = defs.filter((d) => !record.networks.some((n) => n.name === d.name && n.vni === d.vni)).map(recorded);
+  if (added.length > 0 || record.name !== domain.name) {
+    fx.writeDomainRecord(domain.key, { name: domain.name, networks: [...record.networks, ...added] });
+    crashPoint('prepare:recorded-domain');
+  }
+  return added;
+}
+
+function addToUsers(domain: DomainRef, def: NetworkDefinition, fx: Effects): boolean {
+  const users = fx.readUsers(def.name);
+  const isNew = !(domain.key in users);
+  fx.writeUsers(def.name, addUser(users, domain.key, domain.name, fx.now()));
+  if (isNew) fx.log({ action: 'user-added', network: def.name, domain: domain.name });
+  return isNew;
 }
 
 /**
@@ -102,19 +193,28 @@ export async function removeUnusedPairs(defs: readonly NetworkDefinition[], fx: 
 export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
   if (defs.length === 0) return;
   await fx.withHostLock(`prepare ${domain.name}`, async () => {
+    await finishPendingReleases(fx);
+    const addedToRecord = extendRecord(domain, defs, fx);
     const touched: NetworkDefinition[] = [];
-    const recorded: NetworkDefinition[] = [];
+    const addedToUsers: NetworkDefinition[] = [];
     try {
       for (const def of defs) {
         touched.push(def);
-        await ensureNetwork(def, fx);
-        const users = fx.readUsers(def.name);
-        if (!(domain.key in users)) recorded.push(def);
-        fx.writeUsers(def.name, addUser(users, domain.key, domain.name, fx.now()));
+        await ensureNetwork(def, fx, domain.name);
+        crashPoint('prepare:ensured');
+        if (addToUsers(domain, def, fx)) addedToUsers.push(def);
+        crashPoint('prepare:recorded-user');
       }
     } catch (err) {
-      for (const def of recorded) fx.writeUsers(def.name, removeUser(fx.readUsers(def.name), domain.key));
-      await removeUnusedPairs(touched, fx);
+      unrecord(domain.key, domain.name, addedToUsers.map(recorded), fx);
+      await removeUnusedPairs(touched.map(recorded), fx, domain.name);
+      if (addedToRecord.length > 0) {
+        const record = fx.readDomainRecord(domain.key);
+        if (record) {
+          const keep = record.networks.filter((n) => !addedToRecord.some((a) => a.name === n.name && a.vni === n.vni));
+          fx.writeDomainRecord(domain.key, { ...record, networks: keep });
+        }
+      }
       throw err;
     }
   });
@@ -129,11 +229,13 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
 export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
   if (defs.length === 0) return;
   const failures = await fx.withHostLock(`reconnect ${domain.name}`, async () => {
+    await finishPendingReleases(fx);
+    extendRecord(domain, defs, fx);
     const errors: string[] = [];
     for (const def of defs) {
-      fx.writeUsers(def.name, addUser(fx.readUsers(def.name), domain.key, domain.name, fx.now()));
+      addToUsers(domain, def, fx);
       try {
-        await ensureNetwork(def, fx);
+        await ensureNetwork(def, fx, domain.name);
       } catch (err) {
         errors.push((err as Error).message);
       }
@@ -144,16 +246,22 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
 }
 
 /**
- * `release`: the domain stops being a user of every network; every defined
- * network left without users loses its pair. Looking at all of them (not
- * just the domain's) also finishes a teardown an earlier, killed run left.
+ * `release`: the domain stops being a user of the networks it was recorded
+ * on, and those left without users lose their pair. Only that domain's
+ * networks are read, however many the host has. The record moves to
+ * releasing/ first, so a release killed half-way is finished by the next
+ * hook run.
  */
-export async function releaseDomain(key: string, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<string[]> {
+export async function releaseDomain(key: string, fx: Effects = realEffects): Promise<string[]> {
   return fx.withHostLock(`release ${key}`, async () => {
-    for (const network of fx.listUserNetworks()) {
-      const users = fx.readUsers(network);
-      if (key in users) fx.writeUsers(network, removeUser(users, key));
-    }
-    return removeUnusedPairs(defs, fx);
+    await finishPendingReleases(fx);
+    const record = fx.beginRelease(key);
+    if (!record) return [];
+    crashPoint('release:begun');
+    unrecord(key, record.name, record.networks, fx);
+    const removed = await removeUnusedPairs(record.networks, fx, record.name);
+    crashPoint('release:torn-down');
+    fx.endRelease(key);
+    return removed;
   });
 }

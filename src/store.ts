@@ -1,19 +1,45 @@
-// The only module that owns vxvirt's files: network definitions, the users
-// state, and the host-wide lock. Writes are atomic (temp file + rename) so a
-// crash never leaves a half-written definition or state file behind.
+// The only module that owns vxvirt's files: network definitions (and their
+// VNI index), the users state, the per-domain records and the host-wide lock.
+//
+//   $VXVIRT_CONFIG_DIR (/etc/vxvirt)
+//     networks/NAME.json      one definition each
+//     vni/N -> ../networks/NAME.json
+//                             index, so the hook finds the network of bridge
+//                             vxbrN without reading every definition
+//   $VXVIRT_STATE_DIR (/run/vxvirt, 0700)
+//     users/NAME.json         the domains using network NAME (authoritative)
+//     domains/KEY.json        the networks domain KEY was recorded on (a superset:
+//                             written before users/, removed after them), so a
+//                             release touches only that domain's networks
+//     releasing/KEY.json      a release in progress; a killed release is finished
+//                             by the next hook run that takes the lock
+//     lock                    flock(2)ed by whoever changes users or devices
+//
+// Writes are atomic (temp file + rename), so a crash never leaves a half-written
+// file. The hook runs as root, so like sshd's StrictModes it refuses files and
+// directories that are not root's or that others may write (VXVIRT_STRICT_MODES=no
+// turns that off, for test setups), and it opens state and lock files without
+// following symlinks.
+import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
   constants,
+  fstatSync,
   fsyncSync,
   ftruncateSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
   rmSync,
+  symlinkSync,
   writeSync,
+  type Stats,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
@@ -24,9 +50,73 @@ const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
 const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
 /** Where the definitions are: one NAME.json each. */
 export const networksDir = (): string => join(configDir(), 'networks');
+const vniDir = (): string => join(configDir(), 'vni');
 const usersDir = (): string => join(stateDir(), 'users');
+const domainsDir = (): string => join(stateDir(), 'domains');
+const releasingDir = (): string => join(stateDir(), 'releasing');
 
 const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+const READ_NOFOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+
+// ---- permissions -----------------------------------------------------------
+
+const strict = (): boolean => process.env.VXVIRT_STRICT_MODES !== 'no';
+
+/**
+ * Refuse what a non-root user could have written: the hook acts on these
+ * files as root. Only enforced when running as root (a non-root CLI can only
+ * read what it was given anyway).
+ */
+function checkTrusted(path: string, st: Stats): void {
+  if (!strict() || process.getuid?.() !== 0) return;
+  const problem = st.uid !== 0 ? `is owned by uid ${st.uid}, not root` : st.mode & 0o022 ? `is writable by ${st.mode & 0o020 ? 'its group' : 'others'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})` : '';
+  if (problem) {
+    throw new DefinitionError(`${path} ${problem}: vxvirt runs it as root, so it must be root's and not group/other-writable (chmod go-w, chown root; VXVIRT_STRICT_MODES=no turns this check off)`);
+  }
+}
+
+const checkedDirs = new Set<string>();
+/** Check a directory once per process; a missing one is fine (nothing in it). */
+function checkTrustedDir(dir: string): void {
+  if (checkedDirs.has(dir)) return;
+  try {
+    checkTrusted(dir, lstatSync(dir));
+  } catch (err) {
+    if (!isMissing(err)) throw err;
+  }
+  checkedDirs.add(dir);
+}
+
+/** Read a file without following a symlink, refusing one others could have written. */
+function readTrusted(path: string): string {
+  const fd = openSync(path, READ_NOFOLLOW);
+  try {
+    checkTrusted(path, fstatSync(fd));
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The state directory: created 0700; an existing one must be root's and not
+ * writable by others, and loses any group/other bits it has (older versions
+ * made it 0755).
+ */
+let stateReady = false;
+function ensureStateDir(): string {
+  const dir = stateDir();
+  if (stateReady) return dir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new DefinitionError(`state directory ${dir} is not a directory`);
+  checkTrusted(dir, st);
+  if ((st.mode & 0o077) !== 0 && process.getuid?.() === 0) chmodSync(dir, 0o700);
+  stateReady = true;
+  return dir;
+}
+
+// ---- files -----------------------------------------------------------------
 
 /** The names of a directory's *.json files, without the extension; none if the directory does not exist. */
 function jsonNames(dir: string): string[] {
@@ -41,20 +131,41 @@ function jsonNames(dir: string): string[] {
 }
 
 /** Write `text` to `path` atomically: a reader sees the old file or the new one, never a mix. */
-function writeFileAtomic(path: string, text: string, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o755): void {
+  mkdirSync(dirname(path), { recursive: true, mode: dirMode });
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode);
+    // O_EXCL|O_NOFOLLOW: never write through a symlink planted at the temp name.
+    rmSync(tmp, { force: true });
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     try {
       writeSync(fd, text);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
+    // rename(2) replaces the name itself, even when it is a symlink.
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+function writeStateFile(path: string, text: string): void {
+  ensureStateDir();
+  writeFileAtomic(path, text, 0o600, 0o700);
+}
+
+/** A state file's text, or undefined when it does not exist. */
+function readStateFile(path: string): string | undefined {
+  try {
+    return readTrusted(path);
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new DefinitionError(`${path} is a symlink: vxvirt's state files never are, so it was not made by vxvirt; remove it`);
+    }
     throw err;
   }
 }
@@ -77,16 +188,30 @@ function listDefinitionNames(): string[] {
 
 export function readDefinition(name: string): NetworkDefinition {
   const path = definitionPath(name);
+  checkTrustedDir(configDir());
+  checkTrustedDir(networksDir());
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTrusted(path);
   } catch (err) {
     if (isMissing(err)) throw new NotFoundError(`network ${name} is not defined (no ${path})`);
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new DefinitionError(`${path} is a symlink: definitions must be regular files`);
     throw err;
   }
   const def = parseStoredDefinition(text, path);
   if (def.name !== name) throw new DefinitionError(`${path}: holds network ${JSON.stringify(def.name)}, not ${name}`);
   return def;
+}
+
+/** The definition of network `name`, or undefined when there is none (a libvirt network that is not vxvirt's). Throws for a broken file. */
+export function findDefinition(name: string): NetworkDefinition | undefined {
+  if (!NAME_PATTERN.test(name)) return undefined;
+  try {
+    return readDefinition(name);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
 }
 
 export function listDefinitions(): NetworkDefinition[] {
@@ -101,8 +226,7 @@ export interface LoadedDefinitions {
 
 /**
  * Every definition that can be read, and the errors of those that cannot.
- * For the hook: one bad file must not stop guests on other networks (or on
- * no vxvirt network at all) from starting.
+ * For the commands that look at all networks: one bad file must not hide the others.
  */
 export function loadDefinitions(): LoadedDefinitions {
   const out: LoadedDefinitions = { defs: [], broken: [] };
@@ -116,12 +240,79 @@ export function loadDefinitions(): LoadedDefinitions {
   return out;
 }
 
-export function writeDefinition(def: NetworkDefinition): void {
-  writeFileAtomic(definitionPath(def.name), serializeDefinition(def));
+/** The name the VNI index gives for `vni`, if any (the link's target, never followed). */
+function indexedName(vni: number): string | undefined {
+  let target: string;
+  try {
+    target = readlinkSync(join(vniDir(), String(vni)));
+  } catch {
+    return undefined;
+  }
+  const m = /^\.\.\/networks\/([^/]+)\.json$/.exec(target);
+  return m && NAME_PATTERN.test(m[1]!) ? m[1] : undefined;
 }
 
+export interface VniLookup {
+  def?: NetworkDefinition;
+  /** Definitions that could not be read while looking (only when the index did not answer). */
+  broken: LoadedDefinitions['broken'];
+}
+
+/**
+ * The definition with VNI `vni`. The index answers in one read; when it is
+ * missing or stale (a definition written by hand), every definition is read.
+ */
+export function findDefinitionByVni(vni: number): VniLookup {
+  const name = indexedName(vni);
+  if (name !== undefined) {
+    const def = findDefinition(name);
+    if (def?.vni === vni) return { def, broken: [] };
+  }
+  const all = loadDefinitions();
+  const def = all.defs.find((d) => d.vni === vni);
+  if (def) {
+    try {
+      writeVniIndex(def); // heal the index for next time
+    } catch {
+      // a read-only /etc is no reason to fail
+    }
+  }
+  return { ...(def ? { def } : {}), broken: def ? [] : all.broken };
+}
+
+function writeVniIndex(def: NetworkDefinition): void {
+  const link = join(vniDir(), String(def.vni));
+  const tmp = `${link}.tmp-${process.pid}`;
+  mkdirSync(vniDir(), { recursive: true, mode: 0o755 });
+  rmSync(tmp, { force: true });
+  symlinkSync(`../networks/${def.name}.json`, tmp);
+  renameSync(tmp, link);
+}
+
+export function writeDefinition(def: NetworkDefinition): void {
+  writeFileAtomic(definitionPath(def.name), serializeDefinition(def));
+  writeVniIndex(def);
+  removeIndexEntriesOf(def.name, def.vni); // its old VNI, after a --replace
+}
+
+/** Remove a definition and the index entries that point at it. */
 export function removeDefinition(name: string): void {
   rmSync(definitionPath(name), { force: true });
+  removeIndexEntriesOf(name);
+}
+
+/** Drop index entries naming `name` except the one for `keepVni` (a definition that changed VNI). */
+export function removeIndexEntriesOf(name: string, keepVni?: number): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(vniDir());
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e) || Number(e) === keepVni) continue;
+    if (indexedName(Number(e)) === name) rmSync(join(vniDir(), e), { force: true });
+  }
 }
 
 // ---- users state -----------------------------------------------------------
@@ -129,12 +320,8 @@ export function removeDefinition(name: string): void {
 const usersPath = (network: string): string => join(usersDir(), `${network}.json`);
 
 export function readUsers(network: string): Users {
-  try {
-    return parseUsers(readFileSync(usersPath(network), 'utf8'));
-  } catch (err) {
-    if (isMissing(err)) return emptyUsers();
-    throw err;
-  }
+  const text = readStateFile(usersPath(network));
+  return text === undefined ? emptyUsers() : parseUsers(text);
 }
 
 /** Networks that have a users file (possibly of networks no longer defined). */
@@ -144,7 +331,96 @@ export function listUserNetworks(): string[] {
 
 export function writeUsers(network: string, users: Users): void {
   if (!hasUsers(users)) rmSync(usersPath(network), { force: true });
-  else writeFileAtomic(usersPath(network), serializeUsers(users));
+  else writeStateFile(usersPath(network), serializeUsers(users));
+}
+
+// ---- per-domain records ----------------------------------------------------
+
+/** A network a domain was recorded on, with its VNI so teardown needs no definition. */
+export interface RecordedNetwork {
+  name: string;
+  vni: number;
+}
+
+export interface DomainRecord {
+  name: string;
+  networks: RecordedNetwork[];
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A domain's record file name: its UUID (what hooks/qemu looks for without
+ * starting node), or for a key that is not one a hash, so no domain name can
+ * reach the file system as a path.
+ */
+export function domainFileName(key: string): string {
+  return UUID.test(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
+}
+
+function parseDomainRecord(text: string, fallbackName: string): DomainRecord {
+  const raw = JSON.parse(text) as Partial<DomainRecord> | null;
+  const networks = Array.isArray(raw?.networks)
+    ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
+    : [];
+  return { name: typeof raw?.name === 'string' ? raw.name : fallbackName, networks };
+}
+
+export function readDomainRecord(key: string): DomainRecord | undefined {
+  const text = readStateFile(join(domainsDir(), domainFileName(key)));
+  return text === undefined ? undefined : parseDomainRecord(text, key);
+}
+
+/** Write (or with no networks, remove) a domain's record. */
+export function writeDomainRecord(key: string, record: DomainRecord): void {
+  const path = join(domainsDir(), domainFileName(key));
+  if (record.networks.length === 0) rmSync(path, { force: true });
+  else writeStateFile(path, `${JSON.stringify({ key, ...record }, null, 2)}\n`);
+}
+
+/**
+ * Start a release: move the domain's record to releasing/ (one atomic rename),
+ * so that if this process dies before the end, the next one finishes it.
+ * Returns the record, or undefined when the domain was not recorded.
+ */
+export function beginRelease(key: string): DomainRecord | undefined {
+  const file = domainFileName(key);
+  const to = join(releasingDir(), file);
+  try {
+    mkdirSync(releasingDir(), { recursive: true, mode: 0o700 });
+    renameSync(join(domainsDir(), file), to);
+  } catch (err) {
+    if (!isMissing(err)) throw err;
+  }
+  const text = readStateFile(to);
+  return text === undefined ? undefined : parseDomainRecord(text, key);
+}
+
+export interface PendingRelease {
+  key: string;
+  record: DomainRecord;
+}
+
+/** Releases a killed process left unfinished (usually none: one readdir). */
+export function pendingReleases(): PendingRelease[] {
+  const out: PendingRelease[] = [];
+  for (const base of jsonNames(releasingDir())) {
+    const text = readStateFile(join(releasingDir(), `${base}.json`));
+    if (text === undefined) continue;
+    let key = base;
+    try {
+      const raw = JSON.parse(text) as { key?: unknown };
+      if (typeof raw.key === 'string') key = raw.key;
+    } catch {
+      // a torn file cannot happen (atomic writes); a hand-edited one still ends
+    }
+    out.push({ key, record: parseDomainRecord(text, key) });
+  }
+  return out;
+}
+
+export function endRelease(key: string): void {
+  rmSync(join(releasingDir(), domainFileName(key)), { force: true });
 }
 
 // ---- the host lock ---------------------------------------------------------
@@ -172,11 +448,9 @@ function lockTimeoutSeconds(): number {
  * a killed hook can never leave the host locked.
  */
 export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T> {
-  const dir = stateDir();
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const path = join(dir, 'lock');
+  const path = join(ensureStateDir(), 'lock');
   const timeout = lockTimeoutSeconds();
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   try {
     const r = spawnSync('flock', ['--exclusive', '--wait', String(timeout), '--conflict-exit-code', String(FLOCK_CONFLICT), '3'], {
       stdio: ['ignore', 'ignore', 'pipe', fd],
@@ -187,7 +461,7 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
     if (r.status === FLOCK_CONFLICT) {
       let current = '';
       try {
-        current = readFileSync(path, 'utf8').trim();
+        current = readFileSync(fd, 'utf8').trim();
       } catch {
         // only for the message
       }
@@ -206,4 +480,3 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
     closeSync(fd);
   }
 }
-

@@ -37,7 +37,7 @@ export interface Ops {
   detachDeviceLive(domain: string, xml: string): Promise<void>;
   updateDeviceLive(domain: string, xml: string): Promise<void>;
   ensureForDomain(domain: { key: string; name: string }, defs: NetworkDefinition[]): Promise<void>;
-  releaseDomain(key: string, defs: NetworkDefinition[]): Promise<unknown>;
+  releaseDomain(key: string): Promise<unknown>;
   listDefinitions(): NetworkDefinition[];
   networkMtu(def: NetworkDefinition): Promise<number>;
   say(line: string): void;
@@ -51,7 +51,7 @@ const realOps: Ops = {
   detachDeviceLive: libvirt.detachDeviceLive,
   updateDeviceLive: libvirt.updateDeviceLive,
   ensureForDomain: (domain, defs) => ensureForDomain(domain, defs),
-  releaseDomain: (key, defs) => releaseDomain(key, defs),
+  releaseDomain: (key) => releaseDomain(key),
   listDefinitions: store.listDefinitions,
   networkMtu: (def) => networkMtu(def),
   say: (line) => process.stdout.write(`${line}\n`),
@@ -172,7 +172,7 @@ export async function detachDomain(o: DetachOptions, ops: Ops = realOps): Promis
   const after = await ops.readDomainState(o.domain);
   if (after.running && after.liveXml !== undefined) {
     const info = readDomain(after.liveXml);
-    if (networksUsedBy(info, defs).length === 0) await ops.releaseDomain(info.key, defs);
+    if (networksUsedBy(info, defs).length === 0) await ops.releaseDomain(info.key);
   }
 }
 

@@ -61,7 +61,7 @@ export const status: CommandModule<object, JsonArgs> = {
   builder: jsonOption,
   handler: async (argv: ArgumentsCamelCase<JsonArgs>) => {
     const defs = store.listDefinitions();
-    const observed = await iproute.observe([]);
+    const observed = await iproute.observeAll();
     const rows = defs.map((def) => {
       const br = observed.links.get(bridgeName(def.vni));
       const vx = observed.links.get(vxlanName(def.vni));

@@ -217,7 +217,10 @@ it('a corrupt definition file stops only guests that may need it', ({ host }) =>
   const plain = domainXml('plain', '00000000-0000-4000-8000-000000000001', networkNic('default'));
   const p = host.hook('plain', 'prepare', 'begin', plain);
   assert.is(p.status, 0, p.stderr);
-  assert.match(p.stderr, /warning: skipping network bad: .*bad.json: not valid JSON/);
+  assert.is(p.stderr, '', 'a file the guest does not name is not even read');
+  const named = host.hook('vm-b', 'prepare', 'begin', domainXml('vm-b', '00000000-0000-4000-8000-000000000002', networkNic('bad')));
+  assert.is(named.status, 1, 'a guest on the corrupt network fails');
+  assert.match(named.stderr, /^vxvirt: \S+\/networks\/bad.json: not valid JSON/);
   assert.is(host.hook('vm-a', 'prepare', 'begin', vmA).status, 0, 'a guest on a readable network starts');
   const unknown = host.hook('vm-u', 'prepare', 'begin', domainXml('vm-u', '00000000-0000-4000-8000-000000000099', bridgeNic('vxbr99')));
   assert.is(unknown.status, 1, 'vxbr99 might be the corrupt network: refuse with its error');

@@ -2,7 +2,8 @@
 // tests of lifecycle and hook logic without root. It interprets plan.ts's
 // steps the way `ip`/`bridge` would, including "File exists" failures.
 import { ToolError } from '../../src/errors.ts';
-import type { Effects } from '../../src/lifecycle.ts';
+import type { Change, Effects } from '../../src/lifecycle.ts';
+import type { DomainRecord } from '../../src/store.ts';
 import type { Link, Observed, Step } from '../../src/plan.ts';
 import type { Users } from '../../src/users.ts';
 
@@ -10,6 +11,11 @@ export class FakeHost {
   links = new Map<string, Link>();
   fdb = new Map<string, string[]>();
   users = new Map<string, Users>();
+  domains = new Map<string, DomainRecord>();
+  releasing = new Map<string, DomainRecord>();
+  changes: Change[] = [];
+  /** Every observe query's device names, to check that reads stay scoped. */
+  queried: string[][] = [];
   warnings: string[] = [];
   applied: Step[][] = [];
   lockHeld = false;
@@ -83,10 +89,15 @@ export class FakeHost {
 
   effects(): Effects {
     return {
-      observe: async (): Promise<Observed> => ({
-        links: new Map([...this.links].map(([k, v]) => [k, structuredClone(v)])),
-        floodDsts: new Map([...this.fdb].map(([k, v]) => [k, [...v]])),
-      }),
+      // Like `ip link show dev X` / `master B`: only what was asked for.
+      observe: async (query): Promise<Observed> => {
+        this.queried.push([...query.devices]);
+        const wanted = [...this.links].filter(([name, l]) => query.devices.includes(name) || (l.master !== undefined && (query.portsOf ?? []).includes(l.master)));
+        return {
+          links: new Map(wanted.map(([k, v]) => [k, structuredClone(v)])),
+          floodDsts: new Map([...this.fdb].filter(([k]) => (query.fdbDevices ?? []).includes(k) && this.links.has(k)).map(([k, v]) => [k, [...v]])),
+        };
+      },
       apply: async (steps) => this.apply(steps),
       readUsers: (network) => ({ ...(this.users.get(network) ?? {}) }),
       writeUsers: (network, users) => {
@@ -94,7 +105,20 @@ export class FakeHost {
         if (Object.keys(users).length === 0) this.users.delete(network);
         else this.users.set(network, users);
       },
-      listUserNetworks: () => [...this.users.keys()],
+      readDomainRecord: (key) => structuredClone(this.domains.get(key)),
+      writeDomainRecord: (key, record) => {
+        if (!this.lockHeld) throw new Error('domain record written without the host lock');
+        if (record.networks.length === 0) this.domains.delete(key);
+        else this.domains.set(key, structuredClone(record));
+      },
+      beginRelease: (key) => {
+        const record = this.domains.get(key) ?? this.releasing.get(key);
+        this.domains.delete(key);
+        if (record) this.releasing.set(key, record);
+        return structuredClone(record);
+      },
+      pendingReleases: () => [...this.releasing].map(([key, record]) => ({ key, record: structuredClone(record) })),
+      endRelease: (key) => void this.releasing.delete(key),
       withHostLock: async (_holder, fn) => {
         // A FIFO mutex, like flock: concurrent callers wait their turn.
         const previous = this.lockQueue;
@@ -110,6 +134,7 @@ export class FakeHost {
         }
       },
       warn: (m) => this.warnings.push(m),
+      log: (c) => this.changes.push(c),
       now: () => new Date('2026-01-01T00:00:00Z'),
     };
   }

@@ -22,7 +22,7 @@ test('prepare creates the pair and records the domain; release removes both', as
   assert.is(h.links.get('vxlan42')?.master, 'vxbr42');
   assert.ok(h.links.get('vxbr42')?.up && h.links.get('vxlan42')?.up);
   assert.equal(Object.keys(h.users.get('tut') ?? {}), ['uuid-a']);
-  assert.equal(await releaseDomain(A.key, defs, h.effects()), ['tut']);
+  assert.equal(await releaseDomain(A.key, h.effects()), ['tut']);
   assert.equal(h.names(), ['ens47f1']);
   assert.is(h.users.size, 0);
 });
@@ -33,9 +33,9 @@ test('double prepare, double release and release without prepare are harmless', 
   const applies = h.applied.length;
   await ensureForDomain(A, [tut], h.effects());
   assert.is(h.applied.length, applies, 'second prepare changes nothing');
-  await releaseDomain(A.key, defs, h.effects());
-  await releaseDomain(A.key, defs, h.effects());
-  await releaseDomain('never-prepared', defs, h.effects());
+  await releaseDomain(A.key, h.effects());
+  await releaseDomain(A.key, h.effects());
+  await releaseDomain('never-prepared', h.effects());
   assert.equal(h.names(), ['ens47f1']);
 });
 
@@ -43,9 +43,9 @@ test('two domains share a VNI: the pair survives the first release', async () =>
   const h = host();
   await ensureForDomain(A, [tut], h.effects());
   await ensureForDomain(B, [tut, mc], h.effects());
-  await releaseDomain(A.key, defs, h.effects());
+  await releaseDomain(A.key, h.effects());
   assert.equal(h.names(), ['ens47f1', 'vxbr42', 'vxbr43', 'vxlan42', 'vxlan43']);
-  await releaseDomain(B.key, defs, h.effects());
+  await releaseDomain(B.key, h.effects());
   assert.equal(h.names(), ['ens47f1']);
 });
 
@@ -53,11 +53,11 @@ test("the Neutron race: A's release cannot delete the bridge B's prepare just en
   const h = host();
   await ensureForDomain(A, [tut], h.effects());
   // Both hooks run at once; whichever order the lock gives them, B stays served.
-  await Promise.all([releaseDomain(A.key, defs, h.effects()), ensureForDomain(B, [tut], h.effects())]);
+  await Promise.all([releaseDomain(A.key, h.effects()), ensureForDomain(B, [tut], h.effects())]);
   assert.equal(h.names(), ['ens47f1', 'vxbr42', 'vxlan42']);
   const h2 = host();
   await ensureForDomain(A, [tut], h2.effects());
-  await Promise.all([ensureForDomain(B, [tut], h2.effects()), releaseDomain(A.key, defs, h2.effects())]);
+  await Promise.all([ensureForDomain(B, [tut], h2.effects()), releaseDomain(A.key, h2.effects())]);
   assert.equal(h2.names(), ['ens47f1', 'vxbr42', 'vxlan42']);
 });
 
@@ -91,7 +91,7 @@ test('a hand-made bridge of the same name is refused and survives release', asyn
     assert.instance(err, DeviceConflictError);
   }
   assert.equal(h.names(), ['ens47f1', 'vxbr42'], 'no vxlan42 was made');
-  await releaseDomain(A.key, defs, h.effects());
+  await releaseDomain(A.key, h.effects());
   assert.ok(h.links.has('vxbr42'));
 });
 
@@ -109,12 +109,49 @@ test('a device created by someone else between read and create is re-read, not f
   assert.ok(h.links.get('vxbr42')?.up);
 });
 
-test('leftovers of a killed run are removed by the next release', async () => {
+test('a release killed after it began is finished by the next hook run under the lock', async () => {
   const h = host();
-  // Pair made but the domain never recorded (killed in between):
-  h.links.set('vxbr43', { name: 'vxbr43', kind: 'bridge', group: ownerGroup(43), mtu: 1450, up: true });
-  await releaseDomain('someone', defs, h.effects());
+  await ensureForDomain(A, [tut], h.effects());
+  // What a release killed right after moving the record to releasing/ leaves:
+  h.lockHeld = true;
+  h.effects().beginRelease(A.key);
+  h.lockHeld = false;
+  assert.equal(h.names(), ['ens47f1', 'vxbr42', 'vxlan42']);
+  await ensureForDomain(B, [mc], h.effects());
+  assert.equal(h.names(), ['ens47f1', 'vxbr43', 'vxlan43'], "B's prepare finished A's release first");
+  assert.is(h.users.has('tut'), false);
+  assert.is(h.releasing.size, 0);
+});
+
+test('a prepare killed before it recorded the user leaves nothing the next release of that domain misses', async () => {
+  const h = host();
+  // Killed after the record and the pair, before users/: the record names the network.
+  h.lockHeld = true;
+  h.effects().writeDomainRecord(A.key, { name: 'a', networks: [{ name: 'tut', vni: 42 }] });
+  h.lockHeld = false;
+  h.links.set('vxbr42', { name: 'vxbr42', kind: 'bridge', group: ownerGroup(42), mtu: 1450, up: true });
+  await releaseDomain(A.key, h.effects());
   assert.equal(h.names(), ['ens47f1']);
+  assert.is(h.domains.size, 0);
+});
+
+test('reads stay scoped to the devices of the networks involved', async () => {
+  const h = host();
+  for (let i = 0; i < 50; i++) h.links.set(`tap${i}`, { name: `tap${i}`, kind: 'tun', group: 0, mtu: 1500, up: true });
+  await ensureForDomain(A, [tut], h.effects());
+  await releaseDomain(A.key, h.effects());
+  for (const q of h.queried) for (const name of q) assert.ok(['ens47f1', 'vxbr42', 'vxlan42'].includes(name), `read ${name}`);
+});
+
+test('every change is logged once, with domain and network', async () => {
+  const h = host();
+  await ensureForDomain(A, [tut], h.effects());
+  await ensureForDomain(A, [tut], h.effects());
+  await releaseDomain(A.key, h.effects());
+  assert.equal(
+    h.changes.map((c) => `${c.action} ${c.network} ${c.domain ?? '-'} ${(c.devices ?? []).join('+')}`),
+    ['created tut a vxbr42+vxlan42', 'user-added tut a ', 'user-removed tut a ', 'deleted tut a vxbr42+vxlan42'],
+  );
 });
 
 test('a persistent apply failure is reported with the network name', async () => {
@@ -148,7 +185,7 @@ test('a failed reconnect records the running domain on every network and rolls n
   }
   assert.equal([...h.users.keys()].sort(), ['broken', 'mc', 'tut']);
   assert.equal(h.names(), ['ens47f1', 'vxbr42', 'vxbr43', 'vxlan42', 'vxlan43'], 'networks after the failing one were still ensured');
-  await releaseDomain(A.key, defs, h.effects());
+  await releaseDomain(A.key, h.effects());
   assert.equal(h.names(), ['ens47f1']);
   assert.is(h.users.size, 0);
 });
