@@ -121,10 +121,10 @@ export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?
  * what failed) and converges on the next release or `vxvirt reconcile`.
  */
 export async function removeUnusedPairs(networks: readonly RecordedNetwork[], fx: Effects = realEffects, domain?: string): Promise<string[]> {
-  const unused = networks.filter((n) => !hasUsers(fx.readUsers(n.name)));
-  if (unused.length === 0) return [];
   const removed: RecordedNetwork[] = [];
   try {
+    const unused = networks.filter((n) => !hasUsers(fx.readUsers(n.name)));
+    if (unused.length === 0) return [];
     const observed = await fx.observe({
       devices: unused.flatMap((n) => pairOf(n.vni)),
       portsOf: unused.map((n) => bridgeName(n.vni)),

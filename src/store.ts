@@ -69,7 +69,7 @@ const strict = (): boolean => process.env.VXVIRT_STRICT_MODES !== 'no';
  */
 function checkTrusted(path: string, st: Stats): void {
   if (!strict() || process.getuid?.() !== 0) return;
-  const problem = st.uid !== 0 ? `is owned by uid ${st.uid}, not root` : st.mode & 0o022 ? `is writable by ${st.mode & 0o020 ? 'its group' : 'others'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})` : '';
+  const problem = st.uid !== 0 ? `is owned by uid ${st.uid}, not root` : st.mode & 0o022 ? `is writable by ${(st.mode & 0o022) === 0o022 ? 'its group and others' : st.mode & 0o020 ? 'its group' : 'others'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})` : '';
   if (problem) {
     throw new DefinitionError(`${path} ${problem}: vxvirt runs it as root, so it must be root's and not group/other-writable (chmod go-w, chown root; VXVIRT_STRICT_MODES=no turns this check off)`);
   }

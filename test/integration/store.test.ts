@@ -2,6 +2,7 @@
 // processes racing in one namespace, a lock holder killed with SIGKILL, and
 // a lock that is never released.
 import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -89,3 +90,84 @@ it('a lock that stays held times out with a clear one-line error', async ({ host
 });
 
 it.run();
+
+// The files themselves: the VNI index, strict modes, no symlinks followed.
+const files = suite<Ctx>('store files');
+files.before.each((ctx) => {
+  ctx.host = new TestHost();
+  ctx.host.addUnderlay();
+  const r = ctx.host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  assert.is(r.status, 0, r.stderr);
+});
+files.after.each((ctx) => ctx.host.destroy());
+
+files('define-network indexes the VNI; a lost or stale index is healed by the hook', ({ host }) => {
+  const vniDir = join(host.env.VXVIRT_CONFIG_DIR, 'vni');
+  assert.is(readlinkSync(join(vniDir, '42')), '../networks/tut.json');
+  rmSync(vniDir, { recursive: true });
+  assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1)).status, 0);
+  assert.ok(host.link('vxbr42'), 'found by reading every definition');
+  assert.is(readlinkSync(join(vniDir, '42')), '../networks/tut.json', 'and the index is back');
+  assert.is(host.hook('vm-1', 'release', 'end', vm(1)).status, 0);
+  // --replace with another VNI moves the entry.
+  const r = host.vxvirt('define-network', '--no-libvirt', '--replace', 'tut', '--vni', '43', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(readdirSync(vniDir), ['43']);
+  assert.is(host.vxvirt('undefine-network', '--no-libvirt', 'tut').status, 0);
+  assert.equal(readdirSync(vniDir), []);
+});
+
+files('the state directory is 0700 and its files 0600', ({ host }) => {
+  assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1)).status, 0);
+  const state = host.env.VXVIRT_STATE_DIR;
+  assert.is(lstatSync(state).mode & 0o777, 0o700);
+  assert.is(lstatSync(join(state, 'users', 'tut.json')).mode & 0o777, 0o600);
+  assert.is(lstatSync(join(state, 'lock')).mode & 0o777, 0o600);
+  assert.is(host.hook('vm-1', 'release', 'end', vm(1)).status, 0);
+  assert.not.ok(existsSync(join(state, 'users', 'tut.json')));
+});
+
+files('an existing state directory others could read is tightened; one others can write is refused', ({ host }) => {
+  const state = host.env.VXVIRT_STATE_DIR;
+  host.exec('mkdir', ['-p', state]);
+  chmodSync(state, 0o755);
+  assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1)).status, 0);
+  assert.is(lstatSync(state).mode & 0o777, 0o700);
+  assert.is(host.hook('vm-1', 'release', 'end', vm(1)).status, 0);
+  chmodSync(state, 0o777);
+  const r = host.hook('vm-1', 'prepare', 'begin', vm(1));
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /^vxvirt: \S+ is writable by its group and others \(mode 0777\): vxvirt runs it as root/);
+  assert.is(r.stderr.trim().split('\n').length, 1);
+  assert.is(host.link('vxbr42'), undefined);
+});
+
+files('definitions others can write are refused by name, unless VXVIRT_STRICT_MODES=no', ({ host }) => {
+  const def = join(host.env.VXVIRT_CONFIG_DIR, 'networks', 'tut.json');
+  chmodSync(def, 0o666);
+  const r = host.hook('vm-1', 'prepare', 'begin', vm(1));
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /tut\.json is writable by its group and others \(mode 0666\)/);
+  assert.match(r.stderr, /VXVIRT_STRICT_MODES=no/);
+  chmodSync(def, 0o644);
+  chmodSync(join(host.env.VXVIRT_CONFIG_DIR, 'networks'), 0o775);
+  assert.match(host.hook('vm-1', 'prepare', 'begin', vm(1)).stderr, /networks is writable by its group \(mode 0775\)/);
+  assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1), { VXVIRT_STRICT_MODES: 'no' }).status, 0);
+  assert.ok(host.link('vxbr42'));
+  assert.is(host.hook('vm-1', 'release', 'end', vm(1), { VXVIRT_STRICT_MODES: 'no' }).status, 0);
+});
+
+files('state files are never followed through a symlink', ({ host }) => {
+  const victim = join(host.dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  host.exec('mkdir', ['-p', join(host.env.VXVIRT_STATE_DIR, 'users')]);
+  symlinkSync(victim, join(host.env.VXVIRT_STATE_DIR, 'users', 'tut.json'));
+  const r = host.hook('vm-1', 'prepare', 'begin', vm(1));
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /users\/tut\.json is a symlink/);
+  assert.is(host.exec('cat', [victim]).stdout, 'precious\n', 'the target was neither read as state nor written');
+  // Whether the network is in use cannot be read, so its pair is not deleted either.
+  assert.match(r.stderr, /could not remove unused devices: .*is a symlink/);
+});
+
+files.run();
