@@ -1,14 +1,43 @@
 // Entry point of the bundled hook (dist/hook.js), started by hooks/qemu.
+import { readSync } from 'node:fs';
 import { runHook } from './hook.ts';
+import { endSession, startSession } from './iproute.ts';
 
-async function readStdin(): Promise<string> {
+/**
+ * Read all of stdin synchronously: process.stdin would first load node's
+ * stream and net modules, several milliseconds on every VM start and stop.
+ */
+function readStdin(): string {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const buf = Buffer.allocUnsafe(1 << 16);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EOF') break;
+      if (code === 'EAGAIN') {
+        // A non-blocking pipe with nothing in it yet: wait a moment, read again.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+        continue;
+      }
+      throw err;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
-const status = await runHook(process.argv.slice(2), {
-  readStdin,
-  error: (line) => process.stderr.write(`${line}\n`),
-});
-process.exitCode = status;
+const [, op] = process.argv.slice(2);
+// Start ip now, so its exec overlaps reading and parsing the XML.
+if (op === 'prepare' || op === 'release' || op === 'reconnect') startSession();
+try {
+  process.exitCode = await runHook(process.argv.slice(2), {
+    readStdin: async () => readStdin(),
+    error: (line) => process.stderr.write(`${line}\n`),
+  });
+} finally {
+  endSession();
+}

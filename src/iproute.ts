@@ -1,11 +1,16 @@
 // The only module that runs iproute2 (`ip`, `bridge`). It reads the kernel's
-// devices into plan.ts's `Observed` and applies plan.ts's steps, each kind as
-// one batch, so a whole ensure or teardown costs a few process starts.
+// devices into plan.ts's `Observed` and applies plan.ts's steps.
+//
+// The hook talks to one `ip -batch -` process for its whole run (IpSession):
+// ip executes each line as it arrives and flushes its output, so every read
+// and change is a pipe round trip instead of a process start (each start
+// costs ~5 ms here, several times a whole netlink request). The hook starts
+// the session before it reads its stdin, so ip's start-up overlaps node's work.
 //
 // It uses node:child_process rather than execa: this module is on the hook's
 // start-up path, and execa with its dependencies would more than double the
 // hook bundle's load time (measured with `npm run bench`).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { ToolError } from './errors.ts';
 import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
 
@@ -114,8 +119,21 @@ async function run(cmd: string, args: readonly string[], input = ''): Promise<st
  */
 export function splitJsonArrays(text: string): string[] {
   const out: string[] = [];
+  let rest = text;
+  for (;;) {
+    const start = rest.indexOf('[');
+    if (start < 0) return out;
+    rest = rest.slice(start);
+    const end = jsonArrayEnd(rest);
+    if (end < 0) return out;
+    out.push(rest.slice(0, end));
+    rest = rest.slice(end);
+  }
+}
+
+/** Where the JSON array at the start of `text` ends (index after its "]"), or -1 if it is incomplete. */
+function jsonArrayEnd(text: string): number {
   let depth = 0;
-  let start = -1;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
@@ -123,12 +141,133 @@ export function splitJsonArrays(text: string): string[] {
       if (c === '\\') i++;
       else if (c === '"') inString = false;
     } else if (c === '"') inString = true;
-    else if (c === '[') {
-      if (depth++ === 0) start = i;
-    } else if (c === ']' && --depth === 0) out.push(text.slice(start, i + 1));
+    else if (c === '[') depth++;
+    else if (c === ']' && --depth === 0) return i + 1;
   }
-  return out;
+  return -1;
 }
+
+// After each command the session sends `link show dev vxvirt/end`: a name
+// with "/" can never be a device, so ip answers with the same error line every
+// time, and that line marks where the command's output ends. stderr is merged
+// into stdout (by `sh -c 'exec ... 2>&1'`), so error lines arrive in order.
+const MARKER_COMMAND = 'link show dev vxvirt/end';
+const isMarker = (item: string): boolean => item === 'Device "vxvirt/end" does not exist.';
+
+interface Pending {
+  lines: string[];
+  resolve(lines: string[]): void;
+  reject(err: Error): void;
+}
+
+/** One long-lived `ip -d -j -force -batch -`, answering one command at a time. */
+export class IpSession {
+  private readonly child: ChildProcess;
+  private readonly queue: Pending[] = [];
+  private partial = '';
+  private failure: Error | undefined;
+
+  /** ip has exited (it does on some errors even with -force); the next startSession() starts another. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  constructor() {
+    this.child = spawn('sh', ['-c', 'exec ip -d -j -force -batch - 2>&1'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.child.stdout!.setEncoding('utf8');
+    this.child.stdout!.on('data', (chunk: string) => this.onData(chunk));
+    this.child.stdin!.on('error', () => undefined); // reported through 'close'
+    this.child.on('error', (err) => this.fail(new ToolError(`cannot start ip: ${err.message}`)));
+    this.child.on('close', (status) => {
+      const output = this.queue.flatMap((p) => p.lines).concat(this.partial).join('; ').trim();
+      const why = status === 127 ? `ip not found on PATH (${process.env.PATH ?? ''}): install iproute2` : `ip exited (status ${status})${output ? `: ${output}` : ''}`;
+      this.fail(new ToolError(why));
+    });
+    this.idle();
+  }
+
+  // Idle, the session must not keep node alive; waiting for an answer, it must.
+  private idle(): void {
+    this.child.unref();
+    (this.child.stdout as unknown as { unref?(): void }).unref?.();
+    (this.child.stdin as unknown as { unref?(): void }).unref?.();
+  }
+  private busy(): void {
+    this.child.ref();
+    (this.child.stdout as unknown as { ref?(): void }).ref?.();
+  }
+
+  // ip ends a JSON answer with "]" and writes its newline only before the
+  // next one, so answers are cut out by bracket matching; error text comes in
+  // whole lines.
+  private onData(chunk: string): void {
+    this.partial += chunk;
+    for (;;) {
+      const text = this.partial.replace(/^\s+/, '');
+      let item: string | undefined;
+      if (text.startsWith('[')) {
+        const end = jsonArrayEnd(text);
+        if (end < 0) break;
+        item = text.slice(0, end);
+      } else {
+        const nl = text.indexOf('\n');
+        if (nl < 0) break;
+        item = text.slice(0, nl);
+      }
+      this.partial = text.slice(item.length);
+      this.deliver(item);
+    }
+  }
+
+  private deliver(item: string): void {
+    const head = this.queue[0];
+    if (!head) return;
+    if (isMarker(item)) {
+      this.queue.shift();
+      head.resolve(head.lines);
+      if (this.queue.length === 0) this.idle();
+    } else if (item.trim()) head.lines.push(item.trim());
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.queue.splice(0)) p.reject(this.failure);
+  }
+
+  /** Run one command; resolves with the lines it printed (JSON, or error text). */
+  command(line: string): Promise<string[]> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (/[\n\r]/.test(line)) return Promise.reject(new ToolError(`refusing an ip command with a line break: ${JSON.stringify(line)}`));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ lines: [], resolve, reject });
+      this.busy();
+      this.child.stdin!.write(`${line}\n${MARKER_COMMAND}\n`);
+    });
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+    this.idle();
+  }
+}
+
+let session: IpSession | undefined;
+
+/** Start the shared session now (idempotent), so its start-up overlaps other work. */
+export function startSession(): IpSession {
+  if (!session || session.failed) session = new IpSession();
+  return session;
+}
+
+/** End the shared session (ip exits when its stdin closes). */
+export function endSession(): void {
+  session?.close();
+  session = undefined;
+}
+
+const isJson = (line: string): boolean => line.startsWith('[');
+const MISSING = [/^Device ".*" does not exist\.$/, /^Error: argument ".*" is wrong: Device does not exist$/, /^Cannot find device ".*"$/];
+const isBatchNoise = (line: string): boolean => /^Command failed -:\d+$/.test(line);
 
 /** What to read: devices by name, the ports of bridges, the flood entries of vxlan devices. */
 export interface ObserveQuery {
@@ -138,25 +277,26 @@ export interface ObserveQuery {
 }
 
 /**
- * Read just the devices a plan needs, in one `ip -batch` (plus one `bridge`
- * call per vxlan in unicast-peers mode): the cost does not grow with the
- * number of interfaces on the host. `-force` goes on past devices that do
- * not exist; those are the only errors accepted.
+ * Read just the devices a plan needs: the cost does not grow with the number
+ * of interfaces on the host (plus one `bridge` call per vxlan in unicast-peers
+ * mode). A device that does not exist is simply absent; any other error fails.
  */
 export async function observe(query: ObserveQuery): Promise<Observed> {
-  const lines = [...query.devices.map((d) => `link show dev ${d}`), ...(query.portsOf ?? []).map((b) => `link show master ${b}`)];
+  const ip = startSession();
   const links = new Map<string, Link>();
-  if (lines.length > 0) {
-    const input = `${lines.join('\n')}\n`;
-    const r = await exec('ip', ['-d', '-j', '-force', '-batch', '-'], input);
-    const unexpected = r.stderr
-      .split('\n')
-      .filter((l) => l.trim() && !/^Device ".*" does not exist\.$/.test(l) && !/^Error: argument ".*" is wrong: Device does not exist$/.test(l) && !/^Command failed -:\d+$/.test(l));
-    if (unexpected.length > 0 || (r.status !== 0 && !r.stderr.trim())) {
-      throw new ToolError(describeFailure('ip', ['-batch'], r.stderr || `exit status ${r.status}`, input));
-    }
-    for (const chunk of splitJsonArrays(r.stdout)) for (const [name, link] of parseLinks(chunk)) links.set(name, link);
-  }
+  const read = async (commands: string[]): Promise<void> => {
+    const answers = await Promise.all(commands.map((c) => ip.command(c)));
+    answers.forEach((lines, i) => {
+      const errors = lines.filter((l) => !isJson(l) && !isBatchNoise(l));
+      const unexpected = errors.filter((l) => !MISSING.some((re) => re.test(l)));
+      if (unexpected.length > 0) throw new ToolError(`${unexpected.join('; ')} (at 'ip ${commands[i]}')`);
+      for (const json of lines.filter(isJson)) for (const [name, link] of parseLinks(json)) links.set(name, link);
+    });
+  };
+  await read(query.devices.map((d) => `link show dev ${d}`));
+  // `link show master X` makes ip exit when X does not exist: ask only for bridges that do.
+  const bridges = (query.portsOf ?? []).filter((b) => links.get(b)?.kind === 'bridge');
+  if (bridges.length > 0) await read(bridges.map((b) => `link show master ${b}`));
   const floodDsts = new Map<string, string[]>();
   for (const dev of query.fdbDevices ?? []) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
@@ -174,10 +314,17 @@ export async function observeAll(fdbDevices: readonly string[] = []): Promise<Ob
   return { links, floodDsts };
 }
 
-/** Apply steps in order: link steps as one `ip -batch`, then fdb steps as one `bridge -batch`. */
+/**
+ * Apply steps in order: link steps one by one through the session, stopping
+ * at the first failure (what follows may assume it, e.g. enslaving to a bridge
+ * that could not be made); then fdb steps as one `bridge -batch`.
+ */
 export async function apply(steps: readonly Step[]): Promise<void> {
-  const ipLines = renderIpBatch(steps);
-  if (ipLines.length > 0) await run('ip', ['-batch', '-'], `${ipLines.join('\n')}\n`);
+  const ip = startSession();
+  for (const line of renderIpBatch(steps)) {
+    const errors = (await ip.command(line)).filter((l) => !isJson(l) && !isBatchNoise(l));
+    if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${line}')`);
+  }
   const fdbLines = renderBridgeBatch(steps);
   if (fdbLines.length > 0) await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
 }

@@ -5,6 +5,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UsageError, exitCodeOf, formatError } from '../errors.ts';
+import { endSession } from '../iproute.ts';
 import { defineNetwork } from './define-network.ts';
 import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
@@ -36,4 +37,6 @@ try {
 } catch (err) {
   process.stderr.write(`${formatError(err)}\n`);
   process.exitCode = exitCodeOf(err);
+} finally {
+  endSession();
 }
