@@ -8,7 +8,7 @@
 //   4  bad domain XML
 //   5  a required tool (ip, bridge, flock, virsh) is missing or failed
 //   6  timed out waiting for the host lock
-//   7  a kernel device conflicts with vxvirt (exists but was not created by it)
+//   7  a kernel device or a file conflicts with vxvirt (exists but was not created by it)
 //   8  a named network or domain does not exist
 //   9  libvirt refused the operation, or the bindings are missing
 
@@ -39,6 +39,10 @@ export class LockTimeoutError extends VxvirtError {
   override readonly exitCode = 6;
 }
 export class DeviceConflictError extends VxvirtError {
+  override readonly exitCode = 7;
+}
+/** A file in a place vxvirt would write (e.g. a hook) that vxvirt did not put there. */
+export class FileConflictError extends VxvirtError {
   override readonly exitCode = 7;
 }
 export class NotFoundError extends VxvirtError {

@@ -9,9 +9,20 @@ import { defineNetwork } from './define-network.ts';
 import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
+import { installHook, uninstallHook } from './hook-install.ts';
 
 // Commands in the order `vxvirt --help` lists them.
-const commands = [defineNetwork, undefineNetwork, listNetworks, status, generateCommand, attachCommand, detachCommand];
+const commands = [
+  defineNetwork,
+  undefineNetwork,
+  listNetworks,
+  status,
+  generateCommand,
+  attachCommand,
+  detachCommand,
+  installHook,
+  uninstallHook,
+];
 
 async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)
