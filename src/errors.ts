@@ -11,6 +11,7 @@
 //   7  a kernel device or a file conflicts with vxvirt (exists but was not created by it)
 //   8  a named network or domain does not exist
 //   9  libvirt refused the operation, or the bindings are missing
+//  10  `vxvirt check` found at least one failure (its FAIL lines say which)
 
 export class VxvirtError extends Error {
   readonly exitCode: number = 1;
@@ -50,6 +51,10 @@ export class NotFoundError extends VxvirtError {
 }
 export class LibvirtError extends VxvirtError {
   override readonly exitCode = 9;
+}
+/** `vxvirt check` ran and found failures: a result for scripts and monitoring, not a crash of the check (1). */
+export class CheckFailedError extends VxvirtError {
+  override readonly exitCode = 10;
 }
 
 /** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */

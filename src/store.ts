@@ -21,7 +21,7 @@ import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, ty
 import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
-const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
+export const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
 /** Where the definitions are: one NAME.json each. */
 export const networksDir = (): string => join(configDir(), 'networks');
 const usersDir = (): string => join(stateDir(), 'users');
@@ -173,7 +173,8 @@ function lockTimeoutSeconds(): number {
  */
 export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T> {
   const dir = stateDir();
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // 0700: anyone who can open the lock file can hold the lock (flock needs no write access).
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'lock');
   const timeout = lockTimeoutSeconds();
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);

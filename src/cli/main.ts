@@ -10,6 +10,7 @@ import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
 import { installHook, uninstallHook } from './hook-install.ts';
+import { check } from './check.ts';
 
 // Commands in the order `vxvirt --help` lists them.
 const commands = [
@@ -22,6 +23,7 @@ const commands = [
   detachCommand,
   installHook,
   uninstallHook,
+  check,
 ];
 
 async function main(argv: string[]): Promise<void> {
