@@ -142,7 +142,7 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
   return {
     iproute: ip,
     flock: flockFacts(),
-    vxlan: vxlan.ok ? { ok: true } : { error: vxlan.error ?? 'failed' },
+    vxlan,
     networksDir,
     broken: broken.map((b) => ({ name: b.name, error: oneLine(b.error) })),
     networks,

@@ -392,7 +392,7 @@ function checkFiles(files: readonly FileFacts[]): Finding[] {
     }
     if (out.length === before) {
       const more = mine.length > 1 ? ` and ${mine.length - 1} more` : '';
-      out.push({ level: 'OK', subject, message: `${mine[0]?.path}${more}: owned by root, writable only by root` });
+      out.push({ level: 'OK', subject, message: `${mine[0]?.path}${more}: owned by root, ${role === 'state' ? 'accessible' : 'writable'} only by root` });
     }
   }
   return out;

@@ -212,15 +212,15 @@ export async function routeGet(address: string, oif?: string): Promise<{ dev?: s
  * the host's own devices are never touched. The namespace, and the devices
  * with it, disappear when `ip` exits.
  */
-export async function tryVxlanDevice(): Promise<{ ok: boolean; error?: string }> {
+export async function tryVxlanDevice(): Promise<{ ok: true } | { error: string }> {
   const batch = 'link add vxvirtprobe type vxlan id 1 dstport 4789\nlink add vxvirtprobebr type bridge\nlink set vxvirtprobe master vxvirtprobebr\n';
   let r: Output;
   try {
     r = await exec('unshare', ['--net', 'ip', '-batch', '-'], batch);
   } catch {
     // exec() resolves whatever the exit status: this is unshare(1) itself not starting.
-    return { ok: false, error: 'cannot run unshare(1) to try it in a private network namespace: install util-linux' };
+    return { error: 'cannot run unshare(1) to try it in a private network namespace: install util-linux' };
   }
   if (r.status === 0) return { ok: true };
-  return { ok: false, error: describeFailure('unshare --net ip', ['-batch', '-'], r.stderr || `exit status ${r.status}`, batch) };
+  return { error: describeFailure('unshare --net ip', ['-batch', '-'], r.stderr || `exit status ${r.status}`, batch) };
 }

@@ -71,6 +71,7 @@ test('a healthy host: every finding OK, none with a hint', () => {
     ['iproute2', 'flock', 'kernel', 'hook', 'node', 'hook bundle', 'network tut', 'network tut', 'network tut', 'definitions', 'state', 'hook files'],
   );
   assert.equal(summary(findings), { fail: 0, warn: 0 });
+  assert.ok(findings.some((f) => f.subject === 'state' && f.message === '/run/vxvirt: owned by root, accessible only by root'));
 });
 
 test('iproute2 versions: both spellings, and the 4.14 minimum', () => {
