@@ -8,9 +8,10 @@
 //   4  bad domain XML
 //   5  a required tool (ip, bridge, flock, virsh) is missing or failed
 //   6  timed out waiting for the host lock
-//   7  a kernel device conflicts with vxvirt (exists but was not created by it)
+//   7  a kernel device or a file conflicts with vxvirt (exists but was not created by it)
 //   8  a named network or domain does not exist
 //   9  libvirt refused the operation, or the bindings are missing
+//  10  `vxvirt check` found at least one failure (its FAIL lines say which)
 
 export class VxvirtError extends Error {
   readonly exitCode: number = 1;
@@ -41,11 +42,19 @@ export class LockTimeoutError extends VxvirtError {
 export class DeviceConflictError extends VxvirtError {
   override readonly exitCode = 7;
 }
+/** A file in a place vxvirt would write (e.g. a hook) that vxvirt did not put there. */
+export class FileConflictError extends VxvirtError {
+  override readonly exitCode = 7;
+}
 export class NotFoundError extends VxvirtError {
   override readonly exitCode = 8;
 }
 export class LibvirtError extends VxvirtError {
   override readonly exitCode = 9;
+}
+/** `vxvirt check` ran and found failures: a result for scripts and monitoring, not a crash of the check (1). */
+export class CheckFailedError extends VxvirtError {
+  override readonly exitCode = 10;
 }
 
 /** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */

@@ -335,3 +335,92 @@ export async function linkMtu(dev: string): Promise<number | undefined> {
   if (r.status !== 0) return undefined;
   return parseLinks(r.stdout).get(dev)?.mtu;
 }
+
+// ---- read-only queries for vxvirt check
+// What `vxvirt check` asks the kernel. None of them changes anything on the
+// host; the VXLAN trial runs in a network namespace of its own.
+
+/** `ip -V`'s line, and whether `ip -j` prints JSON (iproute2 >= 4.14). */
+export async function ipCapabilities(): Promise<{ version: string; json: boolean }> {
+  const version = (await run('ip', ['-V'])).trim();
+  const r = await exec('ip', ['-d', '-j', 'link', 'show', 'dev', 'lo']);
+  let json = false;
+  try {
+    json = r.status === 0 && Array.isArray(JSON.parse(r.stdout));
+  } catch {
+    // an iproute2 without -j prints text, or refuses the option
+  }
+  return { version, json };
+}
+
+/** A device's flags (UP, LOWER_UP, MULTICAST, …) as `ip` prints them. */
+export interface LinkFlags {
+  flags: string[];
+  operstate?: string;
+}
+
+/** Every device, as observe() reads it, plus each device's flags; one `ip` call. */
+export async function readLinksWithFlags(): Promise<{ links: Map<string, Link>; flags: Map<string, LinkFlags> }> {
+  const out = await run('ip', ['-d', '-j', 'link', 'show']);
+  const flags = new Map<string, LinkFlags>();
+  for (const l of JSON.parse(out || '[]') as Array<{ ifname: string; flags?: string[]; operstate?: string }>) {
+    const f: LinkFlags = { flags: l.flags ?? [] };
+    if (l.operstate !== undefined) f.operstate = l.operstate;
+    flags.set(l.ifname, f);
+  }
+  return { links: parseLinks(out), flags };
+}
+
+export interface AddressInfo {
+  dev: string;
+  /** In the kernel's spelling, as definitions store it. */
+  address: string;
+  tentative: boolean;
+  dadfailed: boolean;
+}
+
+/** The addresses assigned on this host (`ip -j addr show`). */
+export async function readAddresses(): Promise<AddressInfo[]> {
+  type AddrJson = { ifname: string; addr_info?: Array<{ local?: string; tentative?: boolean; dadfailed?: boolean }> };
+  const out: AddressInfo[] = [];
+  for (const l of JSON.parse((await run('ip', ['-j', 'addr', 'show'])) || '[]') as AddrJson[]) {
+    for (const a of l.addr_info ?? []) {
+      if (a.local) out.push({ dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true });
+    }
+  }
+  return out;
+}
+
+/** The kernel's route for a destination (`ip -j route get`), optionally as sent through `oif`; a failed lookup is `error`. */
+export async function routeGet(address: string, oif?: string): Promise<{ dev?: string; type?: string; error?: string }> {
+  const r = await exec('ip', ['-j', 'route', 'get', address, ...(oif ? ['oif', oif] : [])]);
+  if (r.status !== 0) return { error: r.stderr.trim().split('\n').join('; ') || `exit status ${r.status}` };
+  try {
+    const [route] = JSON.parse(r.stdout) as Array<{ dev?: string; type?: string }>;
+    const out: { dev?: string; type?: string } = {};
+    if (route?.dev) out.dev = route.dev;
+    if (route?.type) out.type = route.type;
+    return out;
+  } catch {
+    return { error: `cannot read 'ip -j route get' output (iproute2 prints routes as JSON since 4.17): ${r.stdout.trim().slice(0, 80)}` };
+  }
+}
+
+/**
+ * Whether this kernel can make vxvirt's devices: a VXLAN device enslaved to a
+ * bridge, made in a throwaway network namespace (unshare(1), util-linux) so
+ * the host's own devices are never touched. The namespace, and the devices
+ * with it, disappear when `ip` exits.
+ */
+export async function tryVxlanDevice(): Promise<{ ok: true } | { error: string }> {
+  const batch = 'link add vxvirtprobe type vxlan id 1 dstport 4789\nlink add vxvirtprobebr type bridge\nlink set vxvirtprobe master vxvirtprobebr\n';
+  let r: Output;
+  try {
+    r = await exec('unshare', ['--net', 'ip', '-batch', '-'], batch);
+  } catch {
+    // exec() resolves whatever the exit status: this is unshare(1) itself not starting.
+    return { error: 'cannot run unshare(1) to try it in a private network namespace: install util-linux' };
+  }
+  if (r.status === 0) return { ok: true };
+  return { error: describeFailure('unshare --net ip', ['-batch', '-'], r.stderr || `exit status ${r.status}`, batch) };
+}

@@ -47,7 +47,7 @@ import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, ty
 import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
-const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
+export const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
 /** Where the definitions are: one NAME.json each. */
 export const networksDir = (): string => join(configDir(), 'networks');
 const vniDir = (): string => join(configDir(), 'vni');
@@ -448,6 +448,7 @@ function lockTimeoutSeconds(): number {
  * a killed hook can never leave the host locked.
  */
 export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T> {
+  // 0700 dir, 0600 file: anyone who can open the lock file can hold the lock (flock needs no write access).
   const path = join(ensureStateDir(), 'lock');
   const timeout = lockTimeoutSeconds();
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);

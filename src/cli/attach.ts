@@ -202,7 +202,9 @@ export const attachCommand: CommandModule<object, AttachArgs> = {
     nicOptions(
       y
         .positional('domain', { type: 'string', describe: 'libvirt domain name' })
-        .option('live', { type: 'boolean', default: false, describe: 'also change the running guest (hot-plug)' }),
+        .option('live', { type: 'boolean', default: false, describe: 'also change the running guest (hot-plug)' })
+        .example('$0 attach vm1 --network tenant1', "vm1's NICs on tenant1 from its next start")
+        .example('$0 attach vm1 --network tenant1 --add --live', 'hot-plug a new NIC on tenant1 into the running vm1'),
     ) as unknown as Argv<AttachArgs>,
   handler: async (argv: ArgumentsCamelCase<AttachArgs>) => {
     const choice = nicChoice(argv);
@@ -223,7 +225,9 @@ export const detachCommand: CommandModule<object, DetachArgs> = {
     y
       .positional('domain', { type: 'string', describe: 'libvirt domain name' })
       .option('network', { type: 'string', describe: "only this network's NICs (default: all of vxvirt's)" })
-      .option('live', { type: 'boolean', default: false, describe: 'also change the running guest (hot-unplug)' }) as unknown as Argv<DetachArgs>,
+      .option('live', { type: 'boolean', default: false, describe: 'also change the running guest (hot-unplug)' })
+      .example('$0 detach vm1', "vm1's NICs back as they were before attach")
+      .example('$0 detach vm1 --network tenant1 --live', 'only the NICs on tenant1, in the running guest too') as unknown as Argv<DetachArgs>,
   handler: async (argv: ArgumentsCamelCase<DetachArgs>) => {
     const network = single('network', argv.network);
     await detachDomain({ domain: String(argv.domain), live: argv.live, ...(network !== undefined ? { network } : {}) });

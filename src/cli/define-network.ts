@@ -61,7 +61,10 @@ export const defineNetwork: CommandModule<object, Args> = {
         type: 'boolean',
         default: true,
         describe: 'also define a libvirt network NAME that bridges to vxbrN, for virt-install/virt-manager (--no-libvirt to skip)',
-      }) as unknown as Argv<Args>,
+      })
+      .example('$0 define-network tenant1 --vni 42 --dev ens47f1 --local 192.168.8.100 --remote 192.168.8.101', 'point-to-point to one other host')
+      .example('$0 define-network tenant2 --vni 43 --dev ens47f1 --remote 192.168.8.101 --remote 192.168.8.102', 'unicast peers: each host lists all the others')
+      .example('$0 define-network tenant3 --vni 44 --dev ens47f1 --group 239.1.1.44', 'multicast: the same command on every host') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const def = definitionFromArgs(argv);
     // Check the MTU against the underlay now if it is here; a host whose

@@ -102,7 +102,11 @@ export const generateCommand: CommandModule<object, Args> = {
   describe: "Print a domain's XML with its NICs on a vxvirt network (FILE, or - / nothing for stdin)",
   builder: (y: Argv) =>
     nicOptions(
-      y.positional('file', { type: 'string', describe: 'domain XML file (e.g. from virsh dumpxml --inactive --security-info)' }),
+      y
+        .positional('file', { type: 'string', describe: 'domain XML file (e.g. from virsh dumpxml --inactive --security-info)' })
+        .example('$0 generate vm1.xml --network tenant1 > vm1-new.xml', 'every NIC of vm1.xml on tenant1')
+        .example('virsh dumpxml --inactive --security-info vm1 | $0 generate --network tenant1 --interface 52:54:00:12:34:56', 'one NIC, chosen by MAC')
+        .example('$0 generate vm1.xml --network tenant1 --add', 'add a new virtio NIC on tenant1'),
     ) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const choice = nicChoice(argv);

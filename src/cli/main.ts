@@ -2,19 +2,38 @@
 // The vxvirt command line: one yargs command module per command, one file per
 // command group. Errors from any command end here, as one line on stderr and
 // the error's exit status.
-import yargs from 'yargs';
+import { join } from 'node:path';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UsageError, exitCodeOf, formatError } from '../errors.ts';
 import { endSession } from '../iproute.ts';
+import { thisCheckout } from '../hook-install.ts';
 import { defineNetwork } from './define-network.ts';
 import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
+import { installHook, uninstallHook } from './hook-install.ts';
+import { check } from './check.ts';
+import { completion } from './completion.ts';
 
 // Commands in the order `vxvirt --help` lists them.
-const commands = [defineNetwork, undefineNetwork, listNetworks, status, generateCommand, attachCommand, detachCommand];
+const commands = [
+  defineNetwork,
+  undefineNetwork,
+  listNetworks,
+  status,
+  generateCommand,
+  attachCommand,
+  detachCommand,
+  installHook,
+  uninstallHook,
+  check,
+  completion,
+];
 
 async function main(argv: string[]): Promise<void> {
+  // The statuses themselves are one table, in README.md; every --help points there.
+  const exitStatuses = `Exit status: 0 on success, 1 to 10 by kind of failure: see the table "Exit statuses" in ${join(thisCheckout(), 'README.md')}.`;
   let cli = yargs(argv)
     .scriptName('vxvirt')
     .usage('$0 <command> [options]\n\nPer-VNI bridge + VXLAN networks for libvirt guests.')
@@ -22,13 +41,18 @@ async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'give a command (see vxvirt --help)')
     .recommendCommands()
     .help()
+    .epilogue(exitStatuses)
     .version(false)
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       // yargs' own validation messages become one-line usage errors.
       throw err ?? new UsageError(msg);
     });
-  for (const command of commands) cli = cli.command(command as never);
+  // Each command's --help ends with the same pointer to the exit statuses.
+  for (const command of commands) {
+    const builder = command.builder as (y: Argv) => Argv;
+    cli = cli.command({ ...command, builder: (y: Argv) => builder(y).epilogue(exitStatuses) } as never);
+  }
   await cli.parseAsync();
 }
 

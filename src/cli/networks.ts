@@ -34,11 +34,16 @@ interface JsonArgs {
   json: boolean;
 }
 const jsonOption = (y: Argv) => y.option('json', { type: 'boolean', default: false, describe: 'print JSON' }) as unknown as Argv<JsonArgs>;
+/** Both forms of a read-only command, as --help examples. */
+const jsonExamples = (command: string, what: string) => (y: Argv) =>
+  jsonOption(y)
+    .example(`$0 ${command}`, `${what}, as a table`)
+    .example(`$0 ${command} --json`, `the same as JSON, for scripts`);
 
 export const listNetworks: CommandModule<object, JsonArgs> = {
   command: 'list-networks',
   describe: 'List the defined networks',
-  builder: jsonOption,
+  builder: jsonExamples('list-networks', 'the definitions on this host'),
   handler: (argv: ArgumentsCamelCase<JsonArgs>) => {
     const defs = store.listDefinitions();
     if (argv.json) return printJson(defs.map(networkSummary));
@@ -58,7 +63,7 @@ export const listNetworks: CommandModule<object, JsonArgs> = {
 export const status: CommandModule<object, JsonArgs> = {
   command: 'status',
   describe: "Show each network's devices on this host and the domains using it",
-  builder: jsonOption,
+  builder: jsonExamples('status', 'bridge and VXLAN device state and users per network'),
   handler: async (argv: ArgumentsCamelCase<JsonArgs>) => {
     const defs = store.listDefinitions();
     const observed = await iproute.observeAll();
@@ -119,7 +124,9 @@ export const undefineNetwork: CommandModule<object, UndefineArgs> = {
     y
       .positional('name', { type: 'string' })
       .option('force', { type: 'boolean', default: false, describe: 'forget it even while domains use it (their devices stay)' })
-      .option('libvirt', { type: 'boolean', default: true, describe: 'also remove the libvirt network of that name (--no-libvirt to keep it)' }) as unknown as Argv<UndefineArgs>,
+      .option('libvirt', { type: 'boolean', default: true, describe: 'also remove the libvirt network of that name (--no-libvirt to keep it)' })
+      .example('$0 undefine-network tenant1', 'refused while guests use it')
+      .example('$0 undefine-network tenant1 --force', 'forget it anyway; the devices of running guests stay') as unknown as Argv<UndefineArgs>,
   handler: async (argv: ArgumentsCamelCase<UndefineArgs>) => {
     const refuseIfUsed = (name: string): void => {
       const users = store.readUsers(name);

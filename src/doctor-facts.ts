@@ -1,0 +1,152 @@
+// What `vxvirt check` judges (doctor.ts), read from this host: tools as
+// libvirt's hooks find them, the kernel, the hook, each network's underlay,
+// and who may change the files that decide what root does. It only reads;
+// the one thing it creates — a VXLAN device, to see that the kernel can —
+// lives and dies in a network namespace of its own.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Facts, FileFacts, HookFacts, NetworkFacts } from './doctor.ts';
+import { oneLine } from './errors.ts';
+import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
+import * as iproute from './iproute.ts';
+import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
+import { isOwned } from './plan.ts';
+import * as store from './store.ts';
+
+/** A command as libvirt's hooks find it: on libvirt's fixed PATH, not the caller's. */
+function onHookPath(cmd: string): string | undefined {
+  for (const dir of LIBVIRT_HOOK_PATH.split(':')) {
+    const path = join(dir, cmd);
+    try {
+      accessSync(path, constants.X_OK);
+      if (statSync(path).isFile()) return path;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+const firstLine = (s: string | null | undefined): string => (s ?? '').trim().split('\n')[0] ?? '';
+
+async function iprouteFacts(): Promise<Facts['iproute']> {
+  try {
+    return await iproute.ipCapabilities();
+  } catch (err) {
+    return { error: oneLine(err) };
+  }
+}
+
+function flockFacts(): Facts['flock'] {
+  const path = onHookPath('flock');
+  if (!path) return { error: `flock(1) not found on libvirt's hook PATH (${LIBVIRT_HOOK_PATH})` };
+  const version = firstLine(spawnSync(path, ['--version'], { encoding: 'utf8' }).stdout) || path;
+  // The options store.ts's host lock uses, on a file anyone can lock.
+  const probe = spawnSync(path, ['--exclusive', '--nonblock', '--conflict-exit-code', '75', '/dev/null', 'true']);
+  return { version, conflictExitCode: probe.status === 0 };
+}
+
+function nodeFacts(): HookFacts['node'] {
+  const path = onHookPath('node');
+  if (!path) return { error: `node not found on libvirt's hook PATH (${LIBVIRT_HOOK_PATH})` };
+  const r = spawnSync(path, ['--version'], { encoding: 'utf8' });
+  if (r.status !== 0) return { error: `${path} --version failed: ${firstLine(r.stderr) || `exit status ${r.status}`}` };
+  return { path, version: firstLine(r.stdout) };
+}
+
+/** The checkout whose hook is installed (the first vxvirt link found), else this one. */
+function installedCheckout(state: HooksDir, own: string): { checkout: string; target?: string } {
+  for (const e of [state.main, state.dropIn]) {
+    if (e.kind === 'vxvirt' && e.link) return { checkout: dirname(dirname(e.link)), target: e.link };
+  }
+  return { checkout: own };
+}
+
+function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
+  const own = thisCheckout();
+  const state = inspectHooksDir(hooksDir, vxvirtHook(own));
+  const { checkout, target } = installedCheckout(state, own);
+  let executable = false;
+  if (target) {
+    try {
+      accessSync(target, constants.X_OK);
+      executable = true;
+    } catch {
+      // reported as not executable
+    }
+  }
+  const bundle = join(checkout, 'dist', 'hook.js');
+  // What libvirt runs as root, and every directory above the checkout: whoever
+  // can rename one of them can put other code in the hook's place.
+  const ancestors: string[] = [];
+  for (let d = dirname(checkout); ; d = dirname(d)) {
+    ancestors.push(d);
+    if (d === dirname(d)) break;
+  }
+  const p = hookPaths(state.dir);
+  const files = [state.dir, p.dropInDir, checkout, ...ancestors, join(checkout, 'hooks'), join(checkout, 'hooks', 'qemu'), join(checkout, 'dist'), bundle];
+  return {
+    hook: { state, checkout: own, executable, node: nodeFacts(), bundle: { checkout, path: bundle, exists: existsSync(bundle) } },
+    files,
+  };
+}
+
+function fileFacts(path: string, role: FileFacts['role']): FileFacts | undefined {
+  try {
+    const st = lstatSync(path);
+    return { path, role, isDir: st.isDirectory(), uid: st.uid, mode: st.mode & 0o7777 };
+  } catch {
+    return undefined; // absent: nothing anyone can change
+  }
+}
+
+async function networkFacts(defs: readonly NetworkDefinition[]): Promise<NetworkFacts[]> {
+  if (defs.length === 0) return [];
+  const { links, flags } = await iproute.readLinksWithFlags();
+  const addresses = defs.some((d) => d.local !== undefined) ? await iproute.readAddresses() : [];
+  const out: NetworkFacts[] = [];
+  for (const def of defs) {
+    const n: NetworkFacts = { def, foreignDevices: [] };
+    const dev = links.get(def.dev);
+    if (dev) {
+      const f = flags.get(def.dev)?.flags ?? [];
+      n.underlay = { up: dev.up, lowerUp: f.includes('LOWER_UP'), multicast: f.includes('MULTICAST'), mtu: dev.mtu };
+    }
+    if (def.local !== undefined) {
+      n.local = addresses.filter((a) => a.address === def.local).map(({ dev: d, tentative, dadfailed }) => ({ dev: d, tentative, dadfailed }));
+    }
+    if (def.group !== undefined && dev) {
+      n.groupRoute = { bound: await iproute.routeGet(def.group, def.dev), table: await iproute.routeGet(def.group) };
+    }
+    for (const name of [bridgeName(def.vni), vxlanName(def.vni)]) {
+      const l = links.get(name);
+      if (l && !isOwned(l, def.vni)) n.foreignDevices.push(name);
+    }
+    out.push(n);
+  }
+  return out;
+}
+
+export async function gatherFacts(hooksDir: string): Promise<Facts> {
+  const { defs, broken } = store.loadDefinitions();
+  const networksDir = store.networksDir();
+  const { hook, files: hookFiles } = hookFacts(hooksDir);
+  const [ip, vxlan, networks] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs)]);
+  const configFiles = [dirname(networksDir), networksDir, ...[...defs.map((d) => d.name), ...broken.map((b) => b.name)].sort().map((n) => join(networksDir, `${n}.json`))];
+  const files = [
+    ...configFiles.map((p) => fileFacts(p, 'config')),
+    fileFacts(store.stateDir(), 'state'),
+    ...hookFiles.map((p) => fileFacts(p, 'hook')),
+  ].filter((f): f is FileFacts => f !== undefined);
+  return {
+    iproute: ip,
+    flock: flockFacts(),
+    vxlan,
+    networksDir,
+    broken: broken.map((b) => ({ name: b.name, error: oneLine(b.error) })),
+    networks,
+    hook,
+    files,
+  };
+}

@@ -1,0 +1,423 @@
+// `vxvirt check`: facts gathered from this host (doctor-facts.ts) in,
+// findings out. Pure, so every verdict and hint is tested without root.
+import { DEFAULT_HOOKS_DIR, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
+import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from './network-definition.ts';
+
+export type Level = 'OK' | 'WARN' | 'FAIL';
+
+export interface Finding {
+  level: Level;
+  subject: string;
+  message: string;
+  /** What to do about a WARN or FAIL. */
+  hint?: string;
+}
+
+type Failed = { error: string };
+const failed = (x: object): x is Failed => 'error' in x;
+
+export interface Route {
+  dev?: string;
+  error?: string;
+}
+
+export interface NetworkFacts {
+  def: NetworkDefinition;
+  /** The underlay device; absent if it does not exist. */
+  underlay?: { up: boolean; lowerUp: boolean; multicast: boolean; mtu: number };
+  /** Where the definition's --local address is assigned (empty: nowhere); only with --local. */
+  local?: Array<{ dev: string; tentative: boolean; dadfailed: boolean }>;
+  /** Multicast only: the group's route as the VXLAN device sends (bound to the underlay), and in the routing table. */
+  groupRoute?: { bound: Route; table: Route };
+  /** Devices with this network's bridge or VXLAN name that vxvirt did not create. */
+  foreignDevices: string[];
+}
+
+export interface HookFacts {
+  state: HooksDir;
+  /** The checkout this vxvirt runs from. */
+  checkout: string;
+  /** Whether what the installed hook resolves to is executable (for root). */
+  executable: boolean;
+  /** `node` as libvirt's hook PATH finds it. */
+  node: { path: string; version: string } | Failed;
+  /** dist/hook.js of the checkout the installed hook runs (this one if none is installed). */
+  bundle: { checkout: string; path: string; exists: boolean };
+}
+
+/** Who may change a file that decides what root does. */
+export interface FileFacts {
+  path: string;
+  /** config: definitions; state: the state directory; hook: what libvirt runs as root, and the directories above it. */
+  role: 'config' | 'state' | 'hook';
+  isDir: boolean;
+  uid: number;
+  /** Permission bits, with the sticky bit. */
+  mode: number;
+}
+
+export interface Facts {
+  /** `ip -V`'s line and whether `ip -j` works. */
+  iproute: { version: string; json: boolean } | Failed;
+  /** flock(1) as libvirt's hook PATH finds it. */
+  flock: { version: string; conflictExitCode: boolean } | Failed;
+  /** Whether a VXLAN device (enslaved to a bridge) could be made in a private network namespace. */
+  vxlan: { ok: true } | Failed;
+  networksDir: string;
+  /** Definition files that cannot be read. */
+  broken: Array<{ name: string; error: string }>;
+  networks: NetworkFacts[];
+  hook: HookFacts;
+  files: FileFacts[];
+}
+
+/**
+ * iproute2 4.14 (snapshot 171112) is the first with `ip -json`, and with
+ * VXLAN attributes in `ip -d -j link show`, which is how vxvirt reads its
+ * devices back. Before 5.8 `ip -V` prints the snapshot date, after it the release.
+ */
+export const IPROUTE_MIN = { release: [4, 14] as const, snapshot: 171112 };
+/** The hook's bundle is built for Node.js 20 (package.json engines, esbuild --target=node20). */
+export const NODE_MIN_MAJOR = 20;
+/** The smallest MTU IPv6 works with (RFC 8200). */
+const IPV6_MIN_MTU = 1280;
+/** Below this a guest MTU is smaller than a VXLAN overlay on a standard 1500-byte underlay gives. */
+const SMALL_MTU = 1450;
+const ETHERNET_MTU = 1500;
+
+export function iprouteVersion(line: string): { release: [number, number] } | { snapshot: number } | undefined {
+  const snap = /iproute2-ss(\d{6})\b/.exec(line);
+  if (snap) return { snapshot: Number(snap[1]) };
+  const rel = /iproute2-v?(\d+)\.(\d+)/.exec(line);
+  if (rel) return { release: [Number(rel[1]), Number(rel[2])] };
+  return undefined;
+}
+
+function checkIproute(f: Facts['iproute']): Finding {
+  const subject = 'iproute2';
+  if (failed(f)) return { level: 'FAIL', subject, message: f.error, hint: 'install iproute2 (Debian/Ubuntu: apt-get install iproute2; RHEL/Rocky/Alma: dnf install iproute)' };
+  const v = iprouteVersion(f.version);
+  const tooOld =
+    v !== undefined &&
+    ('snapshot' in v ? v.snapshot < IPROUTE_MIN.snapshot : v.release[0] * 1000 + v.release[1] < IPROUTE_MIN.release[0] * 1000 + IPROUTE_MIN.release[1]);
+  const min = `${IPROUTE_MIN.release.join('.')} (ss${IPROUTE_MIN.snapshot})`;
+  if (tooOld || !f.json) {
+    return {
+      level: 'FAIL',
+      subject,
+      message: `${f.version}: ${tooOld ? `older than ${min}` : "'ip -j' prints no JSON"}; vxvirt reads its devices back with 'ip -d -j link show'`,
+      hint: `install iproute2 ${IPROUTE_MIN.release.join('.')} or newer`,
+    };
+  }
+  return { level: 'OK', subject, message: `${f.version}${v === undefined ? ' (version not recognised; JSON output works)' : ''}` };
+}
+
+function checkFlock(f: Facts['flock']): Finding {
+  const subject = 'flock';
+  if (failed(f)) return { level: 'FAIL', subject, message: f.error, hint: 'install util-linux (it has flock(1)); vxvirt serialises hooks with it' };
+  if (!f.conflictExitCode) {
+    return { level: 'FAIL', subject, message: `${f.version}: has no --conflict-exit-code, which vxvirt's host lock needs`, hint: 'upgrade util-linux' };
+  }
+  return { level: 'OK', subject, message: f.version };
+}
+
+function checkVxlan(f: Facts['vxlan']): Finding {
+  const subject = 'kernel';
+  if (!failed(f)) return { level: 'OK', subject, message: 'can create a VXLAN device and enslave it to a bridge (tried in a private network namespace)' };
+  if (/Operation not permitted|Permission denied/.test(f.error)) {
+    return { level: 'WARN', subject, message: `could not try to create a VXLAN device: ${f.error}`, hint: 'run vxvirt check as root' };
+  }
+  return {
+    level: 'FAIL',
+    subject,
+    message: `cannot create a VXLAN device and a bridge: ${f.error}`,
+    hint: 'load the drivers (modprobe vxlan; modprobe bridge); if modprobe finds no vxlan module, install the kernel modules package for $(uname -r)',
+  };
+}
+
+const redefine = (def: NetworkDefinition, option: string): string =>
+  `vxvirt define-network ${def.name} --vni ${def.vni} --dev ${option === 'dev' ? 'IFACE' : def.dev} … --replace`;
+
+function checkUnderlay(n: NetworkFacts, subject: string): Finding {
+  const { def, underlay } = n;
+  if (!underlay) {
+    return {
+      level: 'FAIL',
+      subject,
+      message: `underlay device ${def.dev} does not exist: guests on ${def.name} cannot start`,
+      hint: `check the name with 'ip link'; a different device on this host: ${redefine(def, 'dev')}`,
+    };
+  }
+  if (!underlay.up) {
+    return { level: 'FAIL', subject, message: `underlay device ${def.dev} is down`, hint: `ip link set ${def.dev} up (and make it persistent in the host's network configuration)` };
+  }
+  if (!underlay.lowerUp) {
+    return {
+      level: 'WARN',
+      subject,
+      message: `underlay device ${def.dev} is up but has no carrier: nothing reaches the other hosts`,
+      hint: `check the cable, the switch port or the peer of ${def.dev}`,
+    };
+  }
+  return { level: 'OK', subject, message: `underlay device ${def.dev} is up (MTU ${underlay.mtu})` };
+}
+
+function checkLocal(n: NetworkFacts, subject: string): Finding | undefined {
+  const { def, local } = n;
+  if (def.local === undefined || local === undefined) return undefined;
+  const where = local[0];
+  if (!where) {
+    return {
+      level: 'FAIL',
+      subject,
+      message: `local address ${def.local} is not assigned on this host: the kernel cannot send from it`,
+      hint: `assign it (ip addr add ${def.local}/PREFIX dev ${def.dev}) or give this host's own address: ${redefine(def, 'local')} --local ADDRESS`,
+    };
+  }
+  if (where.dadfailed) {
+    return { level: 'FAIL', subject, message: `local address ${def.local} on ${where.dev} failed duplicate address detection`, hint: `another host on the link uses ${def.local}` };
+  }
+  if (where.tentative) {
+    return { level: 'WARN', subject, message: `local address ${def.local} on ${where.dev} is still tentative (duplicate address detection)`, hint: 'check again in a few seconds' };
+  }
+  return { level: 'OK', subject, message: `local address ${def.local} is assigned on ${where.dev}` };
+}
+
+function checkGroup(n: NetworkFacts, subject: string): Finding[] {
+  const { def, underlay, groupRoute } = n;
+  if (def.group === undefined || !underlay) return [];
+  const group = def.group;
+  const out: Finding[] = [];
+  if (!underlay.multicast) {
+    out.push({
+      level: 'FAIL',
+      subject,
+      message: `underlay device ${def.dev} has multicast switched off: the group ${group} cannot be joined`,
+      hint: `ip link set ${def.dev} multicast on`,
+    });
+  }
+  if (!groupRoute) return out;
+  const { bound, table } = groupRoute;
+  const prefix = group.includes(':') ? 128 : 32;
+  const ipFamily = group.includes(':') ? 'ip -6' : 'ip';
+  if (bound.error !== undefined || bound.dev !== def.dev) {
+    out.push({
+      level: 'FAIL',
+      subject,
+      message: `the kernel does not send to multicast group ${group} through ${def.dev}: ${bound.error ?? `'ip route get ${group} oif ${def.dev}' goes through ${bound.dev ?? 'no device'}`}`,
+      hint: `check policy routing and VRFs for ${def.dev} ('ip rule', 'ip route get ${group} oif ${def.dev}')`,
+    });
+  } else if (table.error !== undefined || table.dev !== def.dev) {
+    // vxvirt's VXLAN device is bound to the underlay (dev), so the kernel
+    // sends to the group through it and joins it there without any route:
+    // test/integration/traffic.test.ts runs its multicast network on hosts
+    // with no route for the group. The table only matters to what is not bound.
+    out.push({
+      level: 'WARN',
+      subject,
+      message: `no route for multicast group ${group} through ${def.dev} (${
+        table.error !== undefined ? table.error : `the routing table sends it through ${table.dev ?? 'no device'}`
+      }): vxvirt's VXLAN device is bound to ${def.dev} and does not need one, but multicast tests that follow the routing table (omping, iperf) take another path`,
+      hint: `${ipFamily} route add ${group}/${prefix} dev ${def.dev}, and make it persistent in the host's network configuration`,
+    });
+  } else {
+    out.push({ level: 'OK', subject, message: `multicast group ${group} is routed through ${def.dev}` });
+  }
+  return out;
+}
+
+function checkMtu(n: NetworkFacts, subject: string): Finding | undefined {
+  const { def, underlay } = n;
+  if (!underlay) return undefined;
+  const family = underlayFamily(def);
+  const overhead = OVERHEAD[family];
+  let mtu: number;
+  try {
+    mtu = overlayMtu(def, underlay.mtu);
+  } catch (err) {
+    return {
+      level: 'FAIL',
+      subject,
+      message: `${(err as Error).message.replace(/^network [^:]+: /, '')}: guests on ${def.name} cannot start`,
+      hint: `raise ${def.dev}'s MTU to at least ${(def.mtu ?? 0) + overhead}, or lower --mtu: ${redefine(def, 'mtu')} --mtu ${underlay.mtu - overhead}`,
+    };
+  }
+  const jumbo = `give ${def.dev} and every switch between the hosts an MTU of at least ${ETHERNET_MTU + overhead} (jumbo frames) and guests can keep ${ETHERNET_MTU}`;
+  const origin = def.mtu !== undefined ? '--mtu' : `${def.dev}'s MTU ${underlay.mtu} minus ${overhead} for VXLAN over IPv${family}`;
+  if (mtu < IPV6_MIN_MTU) {
+    return { level: 'WARN', subject, message: `guests get MTU ${mtu} (${origin}): below ${IPV6_MIN_MTU}, IPv6 does not work in the guests`, hint: jumbo };
+  }
+  if (mtu < SMALL_MTU || (def.mtu === undefined && mtu < ETHERNET_MTU)) {
+    return {
+      level: 'WARN',
+      subject,
+      message: `guests get MTU ${mtu} (${origin}): a guest that does not use it (no virtio <mtu>, no DHCP option 26) and sends ${ETHERNET_MTU}-byte packets loses them`,
+      hint: jumbo,
+    };
+  }
+  return { level: 'OK', subject, message: `guests get MTU ${mtu}` };
+}
+
+function checkNetwork(n: NetworkFacts): Finding[] {
+  const subject = `network ${n.def.name}`;
+  const out: Finding[] = [checkUnderlay(n, subject)];
+  const local = checkLocal(n, subject);
+  if (local) out.push(local);
+  out.push(...checkGroup(n, subject));
+  const mtu = checkMtu(n, subject);
+  if (mtu) out.push(mtu);
+  for (const dev of n.foreignDevices) {
+    out.push({
+      level: 'FAIL',
+      subject,
+      message: `device ${dev} exists but was not created by vxvirt: guests on ${n.def.name} cannot start`,
+      hint: `if it is a leftover: ip link del ${dev}; otherwise give the network another VNI`,
+    });
+  }
+  return out;
+}
+
+function checkDefinitions(f: Facts): Finding[] {
+  const out: Finding[] = f.broken.map((b) => ({
+    level: 'FAIL' as const,
+    subject: `network ${b.name}`,
+    message: `definition cannot be read: ${b.error}`,
+    hint: `fix or remove the file; or define it again: vxvirt define-network ${b.name} … --replace`,
+  }));
+  if (f.networks.length === 0 && f.broken.length === 0) {
+    out.push({ level: 'OK', subject: 'networks', message: `none defined (in ${f.networksDir})` });
+  }
+  return out;
+}
+
+const installHint = (dir: string) => `vxvirt install-hook${dir === DEFAULT_HOOKS_DIR ? '' : ` --hooks-dir ${dir}`}, then restart libvirtd (or virtqemud)`;
+
+function checkHook(h: HookFacts): Finding[] {
+  const subject = 'hook';
+  const { state } = h;
+  const p = hookPaths(state.dir);
+  type Ours = Extract<Entry, { kind: 'vxvirt' }>;
+  const installed = (
+    [
+      [p.main, state.main],
+      [p.dropIn, state.dropIn],
+    ] as Array<[string, Entry]>
+  ).filter((x): x is [string, Ours] => x[1].kind === 'vxvirt');
+  const out: Finding[] = [];
+  const first = installed[0];
+  if (!first) {
+    const other = state.main.kind === 'other' ? ` (${p.main} is another hook: ${state.main.what}; vxvirt's goes to ${p.dropIn})` : '';
+    out.push({ level: 'FAIL', subject, message: `vxvirt's hook is not installed in ${state.dir}${other}: guests on vxvirt networks get no bridge`, hint: installHint(state.dir) });
+  } else {
+    const [path, entry] = first;
+    if (installed.length > 1) {
+      out.push({
+        level: 'WARN',
+        subject,
+        message: `installed twice (${installed.map(([q]) => q).join(' and ')}): libvirt runs it twice per operation`,
+        hint: `vxvirt install-hook keeps one and removes the other`,
+      });
+    }
+    if (entry.link === undefined) {
+      out.push({ level: 'FAIL', subject, message: `${path} is a copy of vxvirt's hook: from there it cannot find dist/hook.js`, hint: `${installHint(state.dir)} (it replaces the copy by a link)` });
+    } else if (!h.executable) {
+      out.push({ level: 'FAIL', subject, message: `${path} -> ${entry.link} is not executable: libvirt skips it`, hint: `chmod 755 ${entry.link}` });
+    } else if (!entry.current) {
+      out.push({
+        level: 'WARN',
+        subject,
+        message: `${path} runs the vxvirt at ${entry.link}, not this one (${h.checkout})`,
+        hint: `${installHint(state.dir)}, to run this one`,
+      });
+    } else {
+      const order = path === p.dropIn && state.main.kind === 'other' ? ` (libvirt >= 6.5 runs it after ${p.main})` : '';
+      out.push({ level: 'OK', subject, message: `${path} -> ${entry.link}${order}` });
+    }
+  }
+  if (failed(h.node)) {
+    out.push({ level: 'FAIL', subject: 'node', message: h.node.error, hint: 'install Node.js 20 or link it into /usr/local/bin: ln -s "$(command -v node)" /usr/local/bin/node' });
+  } else {
+    const major = Number(/^v?(\d+)/.exec(h.node.version)?.[1]);
+    if (!(major >= NODE_MIN_MAJOR)) {
+      out.push({ level: 'FAIL', subject: 'node', message: `${h.node.path} is ${h.node.version}; the hook needs Node.js ${NODE_MIN_MAJOR} or newer`, hint: `install Node.js ${NODE_MIN_MAJOR} where libvirt's hook PATH finds it first` });
+    } else {
+      out.push({ level: 'OK', subject: 'node', message: `${h.node.path} ${h.node.version} (on libvirt's hook PATH)` });
+    }
+  }
+  if (!h.bundle.exists) {
+    out.push({ level: 'FAIL', subject: 'hook bundle', message: `${h.bundle.path} is missing: the hook fails guests' starts`, hint: `cd ${h.bundle.checkout} && npm ci && npm run build` });
+  } else {
+    out.push({ level: 'OK', subject: 'hook bundle', message: `${h.bundle.path} exists` });
+  }
+  return out;
+}
+
+const octal = (mode: number): string => `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
+const GROUP_OTHER_WRITE = 0o022;
+const GROUP_OTHER_ANY = 0o077;
+const STICKY = 0o1000;
+
+const ROLE: Record<FileFacts['role'], { subject: string; why: string }> = {
+  config: { subject: 'definitions', why: 'the hook, running as root, creates devices from them' },
+  state: { subject: 'state', why: 'the hook records guests and takes the host lock there' },
+  hook: { subject: 'hook files', why: 'libvirt runs them as root' },
+};
+
+function checkFiles(files: readonly FileFacts[]): Finding[] {
+  const out: Finding[] = [];
+  for (const role of ['config', 'state', 'hook'] as const) {
+    const mine = files.filter((f) => f.role === role);
+    if (mine.length === 0) continue;
+    const { subject, why } = ROLE[role];
+    const before = out.length;
+    for (const f of mine) {
+      const kind = f.isDir ? 'directory' : 'file';
+      if (f.uid !== 0) {
+        out.push({ level: 'FAIL', subject, message: `${f.path} is owned by uid ${f.uid}, not root: its owner can change it, and ${why}`, hint: `chown root: ${f.path}` });
+      } else if ((f.mode & GROUP_OTHER_WRITE) !== 0 && !(f.isDir && (f.mode & STICKY) !== 0)) {
+        out.push({
+          level: 'FAIL',
+          subject,
+          message: `${kind} ${f.path} is writable by ${f.mode & 0o002 ? 'everyone' : 'its group'} (${octal(f.mode)}), and ${why}`,
+          hint: `chmod go-w ${f.path}`,
+        });
+      } else if (role === 'state' && (f.mode & GROUP_OTHER_ANY) !== 0) {
+        out.push({
+          level: 'WARN',
+          subject,
+          message: `${f.path} is ${octal(f.mode)}, not 0700: any local user can open the lock file in it and hold the host lock with flock(1), stalling every guest start`,
+          hint: `chmod 700 ${f.path}`,
+        });
+      }
+    }
+    if (out.length === before) {
+      const more = mine.length > 1 ? ` and ${mine.length - 1} more` : '';
+      out.push({ level: 'OK', subject, message: `${mine[0]?.path}${more}: owned by root, ${role === 'state' ? 'accessible' : 'writable'} only by root` });
+    }
+  }
+  return out;
+}
+
+/** Every finding, in the order an operator fixes things: tools, kernel, hook, networks, files. */
+export function diagnose(f: Facts): Finding[] {
+  return [
+    checkIproute(f.iproute),
+    checkFlock(f.flock),
+    checkVxlan(f.vxlan),
+    ...checkHook(f.hook),
+    ...checkDefinitions(f),
+    ...f.networks.flatMap(checkNetwork),
+    ...checkFiles(f.files),
+  ];
+}
+
+/** The findings for people: `LEVEL  subject: message`, a hint line under each WARN and FAIL. */
+export function formatFindings(findings: readonly Finding[]): string {
+  return findings
+    .map((x) => `${x.level.padEnd(6)}${x.subject}: ${x.message}\n${x.hint ? `      hint: ${x.hint}\n` : ''}`)
+    .join('');
+}
+
+export function summary(findings: readonly Finding[]): { fail: number; warn: number } {
+  return { fail: findings.filter((x) => x.level === 'FAIL').length, warn: findings.filter((x) => x.level === 'WARN').length };
+}

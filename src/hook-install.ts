@@ -1,0 +1,310 @@
+// Installing vxvirt's libvirt hook. libvirt runs DIR/qemu and, since 6.5,
+// every executable in DIR/qemu.d/ after it, with the same arguments and stdin.
+// vxvirt installs a symlink to its checkout's hooks/qemu (which finds the
+// checkout through that link) as DIR/qemu, or as DIR/qemu.d/vxvirt when
+// DIR/qemu is some other hook — which it never replaces or removes.
+//
+// Pure part: planInstall/planUninstall turn what is in DIR (a HooksDir) into
+// steps and messages. Effect part: inspectHooksDir reads DIR, applySteps
+// carries the steps out, each one atomic (a symlink is created in one call,
+// or replaced by renaming a new one over it).
+import { chmodSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FileConflictError, InternalError } from './errors.ts';
+
+export const DEFAULT_HOOKS_DIR = '/etc/libvirt/hooks';
+/** The PATH libvirt gives its hooks (virCommandAddEnvPassCommon), whatever the daemon's own PATH. */
+export const LIBVIRT_HOOK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** What is at one of the two places vxvirt's hook can be. */
+export type Entry =
+  | { kind: 'absent' }
+  /**
+   * vxvirt's hook: a symlink to a vxvirt checkout's hooks/qemu (`link`, resolved;
+   * `current` if it is this checkout's), or a copy of this checkout's hooks/qemu
+   * (no `link`: a copy cannot find dist/hook.js, so it is replaced by a link).
+   */
+  | { kind: 'vxvirt'; link?: string; current: boolean }
+  /** Anything else (another hook, a dangling symlink, a directory): never touched. */
+  | { kind: 'other'; what: string };
+
+export interface HooksDir {
+  dir: string;
+  exists: boolean;
+  /** DIR/qemu */
+  main: Entry;
+  /** DIR/qemu.d */
+  dropInDir: 'absent' | 'directory' | 'other';
+  /** DIR/qemu.d/vxvirt */
+  dropIn: Entry;
+}
+
+export type Step =
+  | { op: 'mkdir'; path: string }
+  /** Create a symlink where nothing is. */
+  | { op: 'link'; path: string; target: string }
+  /** Replace vxvirt's own entry by a symlink, through a temporary link in `scratch` renamed over it. */
+  | { op: 'relink'; path: string; target: string; scratch: string }
+  | { op: 'remove'; path: string }
+  /** Remove a directory if (and only if) it is empty. */
+  | { op: 'rmdir-if-empty'; path: string };
+
+export interface HookPlan {
+  steps: Step[];
+  /** What happened and what to do next, a line each. */
+  messages: string[];
+}
+
+export function hookPaths(dir: string): { main: string; dropInDir: string; dropIn: string } {
+  return { main: join(dir, 'qemu'), dropInDir: join(dir, 'qemu.d'), dropIn: join(dir, 'qemu.d', 'vxvirt') };
+}
+
+const RESTART = ['  systemctl restart libvirtd     # hosts running the monolithic libvirtd', '  systemctl restart virtqemud    # hosts running the modular daemons'];
+
+const INSTALL_NOTE = [
+  'libvirt looks for hooks only when its daemon starts: restart it now (running guests keep running,',
+  "and libvirt runs the hook's reconnect for each of them):",
+  ...RESTART,
+];
+const UNINSTALL_NOTE = [
+  'restart libvirt so that it forgets the hook (libvirt before 6.5 fails guest starts while a hook it found at start-up is missing):',
+  ...RESTART,
+];
+
+/** An entry in a message. */
+export function describeEntry(e: Entry): string {
+  switch (e.kind) {
+    case 'absent':
+      return 'absent';
+    case 'vxvirt':
+      return e.link ? `a link to ${e.link}` : "a copy of vxvirt's hook";
+    case 'other':
+      return e.what;
+  }
+}
+
+const isCurrent = (e: Entry): boolean => e.kind === 'vxvirt' && e.current;
+
+/**
+ * Where vxvirt's hook goes and what that takes. vxvirt ends up installed in
+ * exactly one place, so that libvirt does not run it twice: where this
+ * checkout's link already is, else where an older vxvirt hook is, else
+ * DIR/qemu if free, else DIR/qemu.d/vxvirt. `hook` is this checkout's hooks/qemu.
+ */
+export function planInstall(d: HooksDir, hook: string): HookPlan {
+  const p = hookPaths(d.dir);
+  const mainOk = d.main.kind !== 'other';
+  const where: 'main' | 'dropIn' = isCurrent(d.main)
+    ? 'main'
+    : isCurrent(d.dropIn)
+      ? 'dropIn'
+      : d.main.kind === 'vxvirt'
+        ? 'main'
+        : d.dropIn.kind === 'vxvirt'
+          ? 'dropIn'
+          : mainOk
+            ? 'main'
+            : 'dropIn';
+  const path = p[where];
+  const entry = where === 'main' ? d.main : d.dropIn;
+  const steps: Step[] = [];
+  const messages: string[] = [];
+
+  if (where === 'dropIn') {
+    if (d.dropInDir === 'other') {
+      throw new FileConflictError(`${p.dropInDir} is not a directory, and ${p.main} is another hook (${describeEntry(d.main)}): vxvirt installs neither; move one of them away`);
+    }
+    if (entry.kind === 'other') {
+      throw new FileConflictError(`${p.dropIn} is ${entry.what}, not vxvirt's hook: remove it, then run install-hook again`);
+    }
+  }
+  if (isCurrent(entry)) {
+    messages.push(`vxvirt's hook is already installed: ${path} -> ${hook}`);
+  } else {
+    if (!d.exists) steps.push({ op: 'mkdir', path: d.dir });
+    if (where === 'dropIn' && d.dropInDir === 'absent') steps.push({ op: 'mkdir', path: p.dropInDir });
+    if (entry.kind === 'absent') {
+      steps.push({ op: 'link', path, target: hook });
+      messages.push(`installed ${path} -> ${hook}`);
+    } else {
+      steps.push({ op: 'relink', path, target: hook, scratch: d.dir });
+      messages.push(`replaced ${path} (${describeEntry(entry)}) by a link to ${hook}`);
+    }
+  }
+  if (where === 'dropIn' && d.main.kind === 'other') {
+    messages.push(`${p.main} is another hook (${describeEntry(d.main)}): left as it is; libvirt >= 6.5 runs ${p.dropIn} after it, with the same arguments and stdin`);
+  }
+  // A second vxvirt hook would make libvirt run vxvirt twice per operation.
+  const other = where === 'main' ? d.dropIn : d.main;
+  if (other.kind === 'vxvirt') {
+    const otherPath = where === 'main' ? p.dropIn : p.main;
+    steps.push({ op: 'remove', path: otherPath });
+    if (where === 'main') steps.push({ op: 'rmdir-if-empty', path: p.dropInDir });
+    messages.push(`removed ${otherPath} (${describeEntry(other)}): libvirt would run vxvirt's hook twice`);
+  }
+  if (steps.length > 0) messages.push(...INSTALL_NOTE);
+  return { steps, messages };
+}
+
+/** Remove vxvirt's hook wherever it is; anything else stays, and an emptied qemu.d goes. */
+export function planUninstall(d: HooksDir): HookPlan {
+  const p = hookPaths(d.dir);
+  const steps: Step[] = [];
+  const messages: string[] = [];
+  for (const [path, entry] of [
+    [p.main, d.main],
+    [p.dropIn, d.dropIn],
+  ] as const) {
+    if (entry.kind === 'vxvirt') {
+      steps.push({ op: 'remove', path });
+      messages.push(`removed ${path} (${describeEntry(entry)})`);
+    } else if (entry.kind === 'other') {
+      messages.push(`left ${path} as it is: ${entry.what}, not vxvirt's hook`);
+    }
+  }
+  if (d.dropIn.kind === 'vxvirt') steps.push({ op: 'rmdir-if-empty', path: p.dropInDir });
+  if (steps.length === 0) messages.unshift(`vxvirt's hook is not installed in ${d.dir}`);
+  else messages.push(...UNINSTALL_NOTE);
+  return { steps, messages };
+}
+
+// ---- effects ------------------------------------------------------------------
+
+/**
+ * The checkout this vxvirt runs from: the directory above the running file,
+ * which is dist/cli.js when bundled and src/hook-install.ts under tsx.
+ */
+export function thisCheckout(): string {
+  return realpathSync(fileURLToPath(new URL('..', import.meta.url)));
+}
+
+/** This checkout's hooks/qemu, resolved. */
+export function vxvirtHook(checkout = thisCheckout()): string {
+  const hook = join(checkout, 'hooks', 'qemu');
+  try {
+    return realpathSync(hook);
+  } catch (err) {
+    throw new InternalError(`${hook} is missing: vxvirt's checkout ${checkout} is incomplete (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
+const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException)?.code;
+
+/** A vxvirt checkout's hooks/qemu: ROOT/hooks/qemu where ROOT/package.json is vxvirt's. */
+function isVxvirtHook(real: string): boolean {
+  if (basename(real) !== 'qemu' || basename(dirname(real)) !== 'hooks') return false;
+  try {
+    return (JSON.parse(readFileSync(join(dirname(dirname(real)), 'package.json'), 'utf8')) as { name?: unknown }).name === 'vxvirt';
+  } catch {
+    return false;
+  }
+}
+
+function inspectEntry(path: string, hook: string, hookBytes: Buffer): Entry {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return { kind: 'absent' };
+    throw err;
+  }
+  if (st.isSymbolicLink()) {
+    const link = readlinkSync(path);
+    let real: string;
+    try {
+      real = realpathSync(path);
+    } catch {
+      // Whose it was cannot be told any more; libvirt ignores it.
+      return { kind: 'other', what: `a symlink to ${link}, which does not exist` };
+    }
+    if (real === hook) return { kind: 'vxvirt', link: real, current: true };
+    if (isVxvirtHook(real)) return { kind: 'vxvirt', link: real, current: false };
+    return { kind: 'other', what: `a symlink to ${link}` };
+  }
+  if (st.isFile()) {
+    if (st.size === hookBytes.length && readFileSync(path).equals(hookBytes)) return { kind: 'vxvirt', current: false };
+    return { kind: 'other', what: 'a file' };
+  }
+  return { kind: 'other', what: st.isDirectory() ? 'a directory' : 'a special file' };
+}
+
+function dirKind(path: string): 'absent' | 'directory' | 'other' {
+  try {
+    return lstatSync(path).isDirectory() ? 'directory' : 'other';
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return 'absent';
+    throw err;
+  }
+}
+
+/** What is in a hooks directory, judged against `hook` (this checkout's hooks/qemu). */
+export function inspectHooksDir(dir: string, hook: string): HooksDir {
+  const abs = resolve(dir);
+  const kind = dirKind(abs);
+  if (kind === 'other') throw new FileConflictError(`${abs} is not a directory: give libvirt's hook directory`);
+  const p = hookPaths(abs);
+  const hookBytes = readFileSync(hook);
+  return {
+    dir: abs,
+    exists: kind === 'directory',
+    main: inspectEntry(p.main, hook, hookBytes),
+    dropInDir: dirKind(p.dropInDir),
+    dropIn: inspectEntry(p.dropIn, hook, hookBytes),
+  };
+}
+
+function applyStep(s: Step): void {
+  switch (s.op) {
+    case 'mkdir':
+      mkdirSync(dirname(s.path), { recursive: true, mode: 0o755 });
+      try {
+        mkdirSync(s.path, { mode: 0o755 });
+      } catch (err) {
+        if (errno(err) === 'EEXIST') return; // made meanwhile by someone else: theirs, mode and all
+        throw err;
+      }
+      chmodSync(s.path, 0o755); // whatever the umask
+      return;
+    case 'link':
+      try {
+        symlinkSync(s.target, s.path);
+      } catch (err) {
+        if (errno(err) === 'EEXIST') throw new FileConflictError(`${s.path} appeared while installing: run install-hook again`);
+        throw err;
+      }
+      return;
+    case 'relink': {
+      // The temporary link lives in the hooks directory itself, never in
+      // qemu.d/, where libvirt would run it as one more hook.
+      const tmp = join(s.scratch, `.vxvirt-hook.tmp-${process.pid}`);
+      rmSync(tmp, { force: true });
+      try {
+        symlinkSync(s.target, tmp);
+        renameSync(tmp, s.path);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw err;
+      }
+      return;
+    }
+    case 'remove':
+      try {
+        unlinkSync(s.path);
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw err;
+      }
+      return;
+    case 'rmdir-if-empty':
+      try {
+        rmdirSync(s.path);
+      } catch (err) {
+        if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errno(err) ?? '')) throw err;
+      }
+      return;
+  }
+}
+
+export function applySteps(steps: readonly Step[]): void {
+  for (const s of steps) applyStep(s);
+}
