@@ -1,6 +1,6 @@
 // The CLI as an operator uses it: bad input is one line on stderr with a
 // documented status and nothing written; tables and JSON.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -83,6 +83,22 @@ it('list-networks and status: tables and JSON', ({ host }) => {
   assert.match(status, /\nmc\s+43\s+multicast\s+ens47f1\s+vxbr43 absent\s+vxlan43 absent\s+-\s+-\n/);
   const s = JSON.parse(host.vxvirt('status', '--json').stdout).find((n: { name: string }) => n.name === 'tut');
   assert.equal([s.bridge.exists, s.bridge.mtu, s.vxlan.mtu, s.domains[0].name], [true, 1450, 1450, 'vm1']);
+});
+
+it('generate gives back every byte it does not change, and refuses bytes that are not UTF-8', ({ host }) => {
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const text = `\ufeff<domain type='kvm'>\r\n  <name>café</name>\r\n  <description>€ 😀</description>\r\n  <devices>\r\n    <interface type='network'><source network='default'/></interface>\r\n  </devices>\r\n</domain>\r\n`;
+  const file = join(host.dir, 'in.xml');
+  writeFileSync(file, text);
+  const out = host.vxvirt('generate', '--network', 'tut', file);
+  assert.is(out.status, 0, out.stderr);
+  assert.ok(out.stdout.startsWith(`\ufeff<domain type='kvm'>\r\n  <name>café</name>\r\n  <description>€ 😀</description>\r\n`), 'BOM, CRLF and non-ASCII text kept');
+  // Latin-1 is not UTF-8: refused, not turned into U+FFFD.
+  writeFileSync(file, Buffer.from(text.replace('\ufeff', ''), 'latin1'));
+  const r = host.vxvirt('generate', '--network', 'tut', file);
+  assert.is(r.status, 4);
+  assert.is(r.stderr, `vxvirt: ${file} is not valid UTF-8: byte 0xE9 at offset 32\n`);
+  assert.is(r.stdout, '');
 });
 
 it('undefine-network refuses while in use, removes devices when not', ({ host }) => {
