@@ -85,6 +85,20 @@ it('list-networks and status: tables and JSON', ({ host }) => {
   assert.equal([s.bridge.exists, s.bridge.mtu, s.vxlan.mtu, s.domains[0].name], [true, 1450, 1450, 'vm1']);
 });
 
+it('list-networks and status keep working when one definition is unreadable, and name it', ({ host }) => {
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  host.hook('vm1', 'prepare', 'begin', domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42')));
+  writeFileSync(join(netDir(host), 'bad.json'), '{"name": "bad", "vni": 16777216, "dev": "ens47f1", "remotes": ["192.168.8.101"]}');
+  const warning = `vxvirt: warning: skipping network bad: ${join(netDir(host), 'bad.json')}: --vni 16777216: must be an integer from 1 to 16777215\n`;
+  for (const args of [['list-networks'], ['list-networks', '--json'], ['status'], ['status', '--json']]) {
+    const r = host.vxvirt(...args);
+    assert.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.is(r.stderr, warning, args.join(' '));
+  }
+  const status = JSON.parse(host.vxvirt('status', '--json').stdout);
+  assert.equal(status.map((n: { name: string; domains: Array<{ name: string }> }) => [n.name, n.domains.map((d) => d.name)]), [['tut', ['vm1']]]);
+});
+
 it('generate gives back every byte it does not change, and refuses bytes that are not UTF-8', ({ host }) => {
   host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   const text = `\ufeff<domain type='kvm'>\r\n  <name>café</name>\r\n  <description>€ 😀</description>\r\n  <devices>\r\n    <interface type='network'><source network='default'/></interface>\r\n  </devices>\r\n</domain>\r\n`;
