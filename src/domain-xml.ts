@@ -4,7 +4,7 @@
 // bundle light: it runs on every VM start.
 import { DomainXmlError } from './errors.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
-import { attr, childElements, firstChild, parseXml, textContent, XmlSyntaxError, type XmlDocument, type XmlElement } from './xml.ts';
+import { attr, childElements, firstChild, namespaceOf, parseXml, textContent, XmlSyntaxError, type XmlDocument, type XmlElement } from './xml.ts';
 
 export interface DomainNic {
   type: string;
@@ -19,6 +19,87 @@ export interface DomainInfo {
   /** What vxvirt records the domain by: its UUID, else its name. */
   key: string;
   nics: DomainNic[];
+}
+
+/**
+ * The largest domain XML vxvirt reads (hook stdin, `vxvirt generate` input).
+ * Every domain definition passes through libvirt's RPC as one string of at
+ * most REMOTE_STRING_MAX (4 MiB, src/remote/remote_protocol.x), so no domain
+ * libvirt holds has a larger XML; twice that leaves room for what libvirt
+ * adds to the live XML it hands the hook (aliases, addresses, runtime state).
+ * A cap keeps a hook's memory bounded: 8 MiB of the densest XML (empty
+ * elements) brings the hook to a peak RSS of about 370 MB.
+ */
+export const MAX_DOMAIN_XML_BYTES = 8 * 1024 * 1024;
+
+export const tooLarge = (source: string): DomainXmlError =>
+  new DomainXmlError(`${source} is larger than ${MAX_DOMAIN_XML_BYTES / 1024 / 1024} MiB, which no libvirt domain's XML is`);
+
+/**
+ * Domain XML from a byte stream (the hook's stdin, a file), decoded as
+ * decodeDomainXml does. Past MAX_DOMAIN_XML_BYTES nothing more is read
+ * (leaving the loop destroys the stream; a pipe's writer gets EPIPE, which
+ * libvirt ignores): neither time nor memory grows with the input.
+ */
+export async function readDomainXml(stream: AsyncIterable<Uint8Array>, source: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += chunk.length;
+    if (size > MAX_DOMAIN_XML_BYTES) throw tooLarge(source);
+    chunks.push(chunk);
+  }
+  return decodeDomainXml(Buffer.concat(chunks, size), source);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Offset of the first byte not in a well-formed UTF-8 sequence (Unicode table 3-7), or -1. */
+function invalidUtf8At(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i] as number;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) lo = 0xa0; // no overlong forms
+      if (c === 0xed) hi = 0x9f; // no surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f; // nothing above U+10FFFF
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      const d = b[i + k];
+      if (d === undefined || d < (k === 1 ? lo : 0x80) || d > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
+}
+
+/**
+ * Domain XML bytes as text. Strict: bytes that are not UTF-8 are an error
+ * (XML 1.0 section 4.3.3), not silently replaced with U+FFFD, which would
+ * record a mangled domain name and break the generator's promise to keep
+ * every byte it does not change. A byte-order mark is kept (xml.ts reads it).
+ */
+export function decodeDomainXml(bytes: Uint8Array, source: string): string {
+  if (bytes.length > MAX_DOMAIN_XML_BYTES) throw tooLarge(source);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    const at = invalidUtf8At(bytes);
+    const byte = (bytes[at] ?? 0).toString(16).toUpperCase().padStart(2, '0');
+    throw new DomainXmlError(`${source} is not valid UTF-8: byte 0x${byte} at offset ${at}`);
+  }
 }
 
 /** An element's text, trimmed; undefined when there is none. */
@@ -36,10 +117,20 @@ export function parseDomainXml(xml: string): XmlDocument {
   }
 }
 
+// libvirt finds devices with XPath (./devices/interface), which does not match
+// an element that only looks like one because a foreign default namespace is
+// declared on it: such elements are not the domain's.
+const inNoNamespace = (el: XmlElement): boolean => namespaceOf(el) === '';
+
+/** The domain's <devices> element. */
+export function devicesOf(root: XmlElement): XmlElement | undefined {
+  return childElements(root, 'devices').find(inNoNamespace);
+}
+
 /** The domain's <interface> elements, in document order. */
 export function interfacesOf(root: XmlElement): XmlElement[] {
-  const devices = firstChild(root, 'devices');
-  return devices ? childElements(devices, 'interface') : [];
+  const devices = devicesOf(root);
+  return devices ? childElements(devices, 'interface').filter(inNoNamespace) : [];
 }
 
 /** A NIC's MAC address, lower-cased; undefined without one. */
@@ -57,6 +148,8 @@ export function sourceOf(nic: XmlElement, name: 'bridge' | 'network'): string | 
 export function readDomain(xml: string): DomainInfo {
   const root = parseDomainXml(xml).root;
   if (root.name !== 'domain') throw new DomainXmlError(`domain XML has no <domain> root element (found <${root.name}>)`);
+  const ns = namespaceOf(root);
+  if (ns !== '') throw new DomainXmlError(`domain XML: <domain> is in namespace ${JSON.stringify(ns)}; libvirt's domain XML has none`);
   const name = textOf(xml, firstChild(root, 'name'));
   if (!name) throw new DomainXmlError('domain XML has no <name>');
   const uuid = textOf(xml, firstChild(root, 'uuid'));

@@ -38,7 +38,7 @@
 // libvirt has assigned the MAC re-keys it by MAC. `detach` uses the entries
 // to remove NICs vxvirt added and to put converted NICs back as they were.
 import { readFileSync } from 'node:fs';
-import { interfacesOf, macOf, parseDomainXml, sourceOf } from './domain-xml.ts';
+import { devicesOf, interfacesOf, macOf, parseDomainXml, sourceOf } from './domain-xml.ts';
 import { DomainXmlError, InternalError, UsageError } from './errors.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
 import {
@@ -143,7 +143,7 @@ function parseDomain(xml: string): Domain {
   const doc = parseDomainXml(xml);
   const root = doc.root;
   if (root.name !== 'domain') throw new DomainXmlError(`domain XML: the root element is <${root.name}>, expected <domain>`);
-  const devices = firstChild(root, 'devices');
+  const devices = devicesOf(root);
   const nics = interfacesOf(root);
   const metadata = firstChild(root, 'metadata');
   const ours = metadata

@@ -1,15 +1,20 @@
 // Entry point of the bundled hook (dist/hook.js), started by hooks/qemu.
 import { readSync } from 'node:fs';
+import { decodeDomainXml, MAX_DOMAIN_XML_BYTES, tooLarge } from './domain-xml.ts';
 import { runHook } from './hook.ts';
 import { endSession, startSession } from './iproute.ts';
 
 /**
- * Read all of stdin synchronously: process.stdin would first load node's
+ * Read stdin synchronously, at most MAX_DOMAIN_XML_BYTES, strictly UTF-8
+ * (domain-xml.ts says why). Not process.stdin: that would first load node's
  * stream and net modules, several milliseconds on every VM start and stop.
+ * Past the cap nothing more is read; the writer gets EPIPE, which libvirt ignores.
  */
 function readStdin(): string {
+  const source = 'domain XML on stdin';
   const chunks: Buffer[] = [];
   const buf = Buffer.allocUnsafe(1 << 16);
+  let size = 0;
   for (;;) {
     let n: number;
     try {
@@ -25,9 +30,11 @@ function readStdin(): string {
       throw err;
     }
     if (n === 0) break;
+    size += n;
+    if (size > MAX_DOMAIN_XML_BYTES) throw tooLarge(source);
     chunks.push(Buffer.from(buf.subarray(0, n)));
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return decodeDomainXml(Buffer.concat(chunks, size), source);
 }
 
 const [, op] = process.argv.slice(2);

@@ -27,8 +27,14 @@ const DEFAULT_DSTPORT = 4789;
 /** A network name: also a file name (NAME.json) and the libvirt network's name. */
 export const NAME_RULE = '[A-Za-z0-9][A-Za-z0-9_.-]{0,63}';
 export const NAME_PATTERN = new RegExp(`^${NAME_RULE}$`);
-// Linux IFNAMSIZ is 16 including the NUL; '/', ':' and whitespace are not allowed.
-const IFNAME_PATTERN = /^[^\s/:]{1,15}$/;
+// The kernel refuses '/', ':' and whitespace in a device name; '#' and quotes
+// it allows, but `ip -batch` (how vxvirt creates the pair) reads '#' as the
+// start of a comment and a leading quote as the start of a quoted word.
+const IFNAME_PATTERN = /^[^\s/:#"']+$/;
+/** Linux IFNAMSIZ is 16 bytes including the NUL. */
+const IFNAME_MAX_BYTES = 15;
+/** Longer values are cut short in messages: one line a person can read. */
+const SHOWN_MAX = 64;
 /** VXLAN encapsulation overhead: outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8. */
 export const OVERHEAD = { 4: 50, 6: 70 } as const;
 const MIN_MTU = 68;
@@ -76,8 +82,16 @@ function isUnspecified(addr: string): boolean {
   return addr === '0.0.0.0' || /^[0:]+$/.test(addr) || addr === '255.255.255.255';
 }
 
+/** A value for a message: quoted (control characters escaped), long ones cut short with their length. */
+export function shown(value: unknown): string {
+  if (typeof value === 'string' && value.length > SHOWN_MAX) {
+    return `${JSON.stringify(value.slice(0, SHOWN_MAX)).slice(0, -1)}…" (${value.length} characters)`;
+  }
+  return String(JSON.stringify(value));
+}
+
 function fail(option: string, value: unknown, allowed: string): never {
-  throw new DefinitionError(`--${option} ${JSON.stringify(value)}: ${allowed}`);
+  throw new DefinitionError(`--${option} ${shown(value)}: ${allowed}`);
 }
 
 function integerIn(option: string, value: unknown, min: number, max: number): number {
@@ -125,11 +139,17 @@ export interface DefinitionInput {
 export function validateDefinition(input: DefinitionInput): NetworkDefinition {
   const { name } = input;
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
-    throw new DefinitionError(`network name ${JSON.stringify(name)}: must match ${NAME_RULE}`);
+    throw new DefinitionError(`network name ${shown(name)}: must match ${NAME_RULE}`);
   }
   const vni = integerIn('vni', input.vni, 1, VNI_MAX);
-  if (typeof input.dev !== 'string' || !IFNAME_PATTERN.test(input.dev) || input.dev === '.' || input.dev === '..') {
-    fail('dev', input.dev, 'must be a network interface name of 1 to 15 characters without "/", ":" or spaces');
+  if (
+    typeof input.dev !== 'string' ||
+    !IFNAME_PATTERN.test(input.dev) ||
+    Buffer.byteLength(input.dev) > IFNAME_MAX_BYTES ||
+    input.dev === '.' ||
+    input.dev === '..'
+  ) {
+    fail('dev', input.dev, `must be a network interface name of 1 to ${IFNAME_MAX_BYTES} bytes without "/", ":", "#", quotes or spaces`);
   }
   const dev = input.dev;
   const dstport = input.dstport === undefined ? DEFAULT_DSTPORT : integerIn('dstport', input.dstport, 1, 65535);
@@ -192,9 +212,12 @@ export function checkNoConflict(def: NetworkDefinition, others: readonly Network
   }
 }
 
+/** The stored format this vxvirt writes and reads. */
+const FORMAT_VERSION = 1;
+
 /** The stored form: the definition with a format version, as pretty JSON. */
 export function serializeDefinition(def: NetworkDefinition): string {
-  return `${JSON.stringify({ version: 1, ...def }, null, 2)}\n`;
+  return `${JSON.stringify({ version: FORMAT_VERSION, ...def }, null, 2)}\n`;
 }
 
 export function parseStoredDefinition(text: string, source: string): NetworkDefinition {
@@ -202,10 +225,18 @@ export function parseStoredDefinition(text: string, source: string): NetworkDefi
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new DefinitionError(`${source}: not valid JSON (${(err as Error).message})`);
+    // V8 quotes the file's text in its message: escape control characters
+    // (a newline, a NUL) so the message stays one printable line.
+    const why = (err as Error).message.replace(/[\x00-\x1f]/g, (c) => JSON.stringify(c).slice(1, -1));
+    throw new DefinitionError(`${source}: not valid JSON (${why})`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new DefinitionError(`${source}: must hold a JSON object`);
+  }
+  // A file without "version" is read as version 1 (a hand-written one); a later format is not guessed at.
+  const version = (raw as { version?: unknown }).version;
+  if (version !== undefined && version !== FORMAT_VERSION) {
+    throw new DefinitionError(`${source}: format version ${shown(version)} is not one this vxvirt reads (${FORMAT_VERSION})`);
   }
   try {
     return validateDefinition(raw as DefinitionInput);

@@ -4,8 +4,12 @@
 // (comments, CDATA, whitespace, quote style, entity spelling, hex values).
 //
 // It checks well-formedness (matching tags, quoted attributes, known entities,
-// no duplicate attributes) but does not resolve DTDs: a DOCTYPE is refused,
-// which libvirt never writes.
+// no duplicate attributes, only characters XML allows) but does not resolve
+// DTDs: a DOCTYPE is refused, which libvirt never writes, so no entity other
+// than the five predefined ones and character references is ever expanded.
+//
+// It reads what the hook gets on stdin, so its cost is bounded by the input:
+// linear time, and nesting limited to what libvirt itself can parse.
 
 export interface XmlAttribute {
   name: string;
@@ -64,6 +68,21 @@ export class XmlSyntaxError extends Error {
 const NAME = /[A-Za-z_:\u00C0-\uFFFF][-A-Za-z0-9_:.\u00B7\u00C0-\uFFFF]*/y;
 const SPACE = /[ \t\r\n]+/y;
 const PREDEFINED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+/**
+ * Deepest element nesting accepted. libvirt parses domain XML with libxml2
+ * without XML_PARSE_HUGE, whose limit is 256 (xmlParserMaxDepth): no domain
+ * libvirt accepted is deeper, and a bound keeps recursive readers safe.
+ */
+const MAX_DEPTH = 256;
+/** XML 1.0 Char (section 2.2): anything else (NUL, most C0 controls, U+FFFE/U+FFFF, lone surrogates) cannot occur in a document. */
+const NOT_XML_CHAR = /[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+const isXmlChar = (code: number): boolean =>
+  code === 0x9 || code === 0xa || code === 0xd || (code >= 0x20 && code <= 0xd7ff) || (code >= 0xe000 && code <= 0xfffd) || (code >= 0x10000 && code <= 0x10ffff);
+// Shared by every element without attributes / every self-closing element: an
+// input of many tiny elements costs one object each, not three.
+const NO_ATTRIBUTES: XmlAttribute[] = Object.freeze([]) as unknown as XmlAttribute[];
+const NO_CHILDREN: XmlNode[] = Object.freeze([]) as unknown as XmlNode[];
+const hex4 = (code: number): string => `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** Resolve entity and character references; throws on an unknown or malformed one. */
 export function decodeEntities(text: string, onError: (offset: number, reason: string) => never = defaultError): string {
@@ -76,7 +95,8 @@ export function decodeEntities(text: string, onError: (offset: number, reason: s
         : /^#[0-9]+$/.test(ref)
           ? parseInt(ref.slice(1), 10)
           : NaN;
-      if (!Number.isFinite(code) || code > 0x10ffff || code === 0) return onError(offset, `bad character reference ${whole}`);
+      if (!Number.isFinite(code) || code > 0x10ffff) return onError(offset, `bad character reference ${whole}`);
+      if (!isXmlChar(code)) return onError(offset, `character reference ${whole} is ${hex4(code)}, which XML does not allow`);
       return String.fromCodePoint(code);
     }
     const value = PREDEFINED[ref];
@@ -159,6 +179,8 @@ export function parseXml(source: string): XmlDocument {
     pos++; // '<'
     const name = matchAt(NAME) ?? fail('expected an element name');
     const attributes: XmlAttribute[] = [];
+    // A set, not a scan of `attributes`: an element with very many attributes stays linear.
+    const seen = new Set<string>();
     for (;;) {
       const hadSpace = matchAt(SPACE) !== undefined;
       if (src.startsWith('/>', pos) || src[pos] === '>') break;
@@ -181,7 +203,8 @@ export function parseXml(source: string): XmlDocument {
         // Attribute-value normalisation: literal whitespace characters become spaces.
         .replace(/[\t\n\r]/g, ' ');
       pos = close + 1;
-      if (attributes.some((a) => a.name === attrName)) fail(`attribute ${attrName} appears twice in <${name}>`, attrStart);
+      if (seen.has(attrName)) fail(`attribute ${attrName} appears twice in <${name}>`, attrStart);
+      seen.add(attrName);
       attributes.push({ name: attrName, value, start: attrStart, end: pos, quote });
     }
     const selfClosing = src[pos] === '/';
@@ -189,8 +212,8 @@ export function parseXml(source: string): XmlDocument {
     return {
       kind: 'element',
       name,
-      attributes,
-      children: [],
+      attributes: attributes.length > 0 ? attributes : NO_ATTRIBUTES,
+      children: selfClosing ? NO_CHILDREN : [],
       parent,
       start,
       startTagEnd: pos,
@@ -199,6 +222,9 @@ export function parseXml(source: string): XmlDocument {
       selfClosing,
     };
   };
+
+  const badChar = src.search(NOT_XML_CHAR);
+  if (badChar >= 0) fail(`character ${hex4(src.codePointAt(badChar) ?? 0)} is not allowed in XML`, badChar);
 
   const nodes: XmlNode[] = [];
   let root: XmlElement | undefined;
@@ -243,7 +269,10 @@ export function parseXml(source: string): XmlDocument {
         const el = readStartTag(parent);
         siblings.push(el);
         if (!parent) root = el;
-        if (!el.selfClosing) stack.push(el);
+        if (!el.selfClosing) {
+          if (stack.length >= MAX_DEPTH) fail(`elements are nested more than ${MAX_DEPTH} deep`, el.start);
+          stack.push(el);
+        }
       }
     } else {
       const start = pos;

@@ -1,8 +1,9 @@
 // `vxvirt generate`: print a domain's XML with its NICs on a vxvirt network.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { UsageError, warn } from '../errors.ts';
+import { readDomainXml } from '../domain-xml.ts';
+import { DomainXmlError, UsageError, warn } from '../errors.ts';
 import { generate } from '../generator.ts';
 import { linkMtu } from '../iproute.ts';
 import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from '../network-definition.ts';
@@ -82,17 +83,19 @@ interface Args extends NicArgs {
   file?: string;
 }
 
-function readInput(file: string | undefined): string {
+/** The input, read as domain-xml.ts reads the hook's stdin: bounded, and strictly UTF-8, so the output keeps every byte the rewrite does not change. */
+async function readInput(file: string | undefined): Promise<string> {
   // yargs hands a lone "-" over as an empty string.
   if (file === undefined || file === '-' || file === '') {
     if (file === undefined && process.stdin.isTTY) {
       throw new UsageError('no domain XML: give a FILE, or pipe it in (virsh dumpxml --inactive --security-info DOMAIN | vxvirt generate --network NAME)');
     }
-    return readFileSync(0, 'utf8');
+    return readDomainXml(process.stdin, 'domain XML on stdin');
   }
   try {
-    return readFileSync(file, 'utf8');
+    return await readDomainXml(createReadStream(file), file);
   } catch (err) {
+    if (err instanceof DomainXmlError) throw err;
     throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
   }
 }
@@ -110,7 +113,7 @@ export const generateCommand: CommandModule<object, Args> = {
     ) as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const choice = nicChoice(argv);
-    const xml = readInput(argv.file);
+    const xml = await readInput(argv.file);
     const mtu = await networkMtu(choice.network);
     process.stdout.write(generate(xml, { ...choice, mtu }));
   },

@@ -1,6 +1,6 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError } from '../errors.ts';
+import { DefinitionError, warn } from '../errors.ts';
 import * as iproute from '../iproute.ts';
 import { removeUnusedPairs } from '../lifecycle.ts';
 import { undefineLibvirtNetwork } from '../libvirt.ts';
@@ -30,6 +30,17 @@ function networkSummary(def: NetworkDefinition) {
   };
 }
 
+/**
+ * The readable definitions, each unreadable one named in a warning: the
+ * commands that show what is there must keep working when one file is broken
+ * (that is when they are needed), as the hook does.
+ */
+function readableDefinitions(): NetworkDefinition[] {
+  const loaded = store.loadDefinitions();
+  for (const b of loaded.broken) warn(`skipping network ${b.name}: ${b.error.message}`);
+  return loaded.defs;
+}
+
 interface JsonArgs {
   json: boolean;
 }
@@ -45,7 +56,7 @@ export const listNetworks: CommandModule<object, JsonArgs> = {
   describe: 'List the defined networks',
   builder: jsonExamples('list-networks', 'the definitions on this host'),
   handler: (argv: ArgumentsCamelCase<JsonArgs>) => {
-    const defs = store.listDefinitions();
+    const defs = readableDefinitions();
     if (argv.json) return printJson(defs.map(networkSummary));
     if (defs.length === 0) {
       process.stdout.write(`no networks defined (in ${store.networksDir()})\n`);
@@ -65,7 +76,7 @@ export const status: CommandModule<object, JsonArgs> = {
   describe: "Show each network's devices on this host and the domains using it",
   builder: jsonExamples('status', 'bridge and VXLAN device state and users per network'),
   handler: async (argv: ArgumentsCamelCase<JsonArgs>) => {
-    const defs = store.listDefinitions();
+    const defs = readableDefinitions();
     const observed = await iproute.observeAll();
     const rows = defs.map((def) => {
       const br = observed.links.get(bridgeName(def.vni));

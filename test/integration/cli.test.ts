@@ -1,6 +1,6 @@
 // The CLI as an operator uses it: bad input is one line on stderr with a
 // documented status and nothing written; tables and JSON.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -83,6 +83,36 @@ it('list-networks and status: tables and JSON', ({ host }) => {
   assert.match(status, /\nmc\s+43\s+multicast\s+ens47f1\s+vxbr43 absent\s+vxlan43 absent\s+-\s+-\n/);
   const s = JSON.parse(host.vxvirt('status', '--json').stdout).find((n: { name: string }) => n.name === 'tut');
   assert.equal([s.bridge.exists, s.bridge.mtu, s.vxlan.mtu, s.domains[0].name], [true, 1450, 1450, 'vm1']);
+});
+
+it('list-networks and status keep working when one definition is unreadable, and name it', ({ host }) => {
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  host.hook('vm1', 'prepare', 'begin', domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42')));
+  writeFileSync(join(netDir(host), 'bad.json'), '{"name": "bad", "vni": 16777216, "dev": "ens47f1", "remotes": ["192.168.8.101"]}');
+  const warning = `vxvirt: warning: skipping network bad: ${join(netDir(host), 'bad.json')}: --vni 16777216: must be an integer from 1 to 16777215\n`;
+  for (const args of [['list-networks'], ['list-networks', '--json'], ['status'], ['status', '--json']]) {
+    const r = host.vxvirt(...args);
+    assert.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.is(r.stderr, warning, args.join(' '));
+  }
+  const status = JSON.parse(host.vxvirt('status', '--json').stdout);
+  assert.equal(status.map((n: { name: string; domains: Array<{ name: string }> }) => [n.name, n.domains.map((d) => d.name)]), [['tut', ['vm1']]]);
+});
+
+it('generate gives back every byte it does not change, and refuses bytes that are not UTF-8', ({ host }) => {
+  host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  const text = `\ufeff<domain type='kvm'>\r\n  <name>café</name>\r\n  <description>€ 😀</description>\r\n  <devices>\r\n    <interface type='network'><source network='default'/></interface>\r\n  </devices>\r\n</domain>\r\n`;
+  const file = join(host.dir, 'in.xml');
+  writeFileSync(file, text);
+  const out = host.vxvirt('generate', '--network', 'tut', file);
+  assert.is(out.status, 0, out.stderr);
+  assert.ok(out.stdout.startsWith(`\ufeff<domain type='kvm'>\r\n  <name>café</name>\r\n  <description>€ 😀</description>\r\n`), 'BOM, CRLF and non-ASCII text kept');
+  // Latin-1 is not UTF-8: refused, not turned into U+FFFD.
+  writeFileSync(file, Buffer.from(text.replace('\ufeff', ''), 'latin1'));
+  const r = host.vxvirt('generate', '--network', 'tut', file);
+  assert.is(r.status, 4);
+  assert.is(r.stderr, `vxvirt: ${file} is not valid UTF-8: byte 0xE9 at offset 32\n`);
+  assert.is(r.stdout, '');
 });
 
 it('undefine-network refuses while in use, removes devices when not', ({ host }) => {

@@ -36,9 +36,10 @@ export class TestHost {
   readonly dir: string;
   readonly hookPath: string;
 
-  constructor(label = 'h') {
+  /** `parent`: where its config and state dirs go (the system's temp dir unless a test hides that). */
+  constructor(label = 'h', parent = tmpdir()) {
     this.ns = `vxit-${process.pid}-${label}-${counter++}`;
-    this.dir = mkdtempSync(join(tmpdir(), 'vxvirt-it-'));
+    this.dir = mkdtempSync(join(parent, 'vxvirt-it-'));
     // libvirt runs /etc/libvirt/hooks/qemu, which operators make a symlink.
     this.hookPath = join(this.dir, 'qemu');
     symlinkSync(join(repo, 'hooks/qemu'), this.hookPath);

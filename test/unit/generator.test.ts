@@ -419,6 +419,14 @@ test('bad XML and bad roots are DomainXmlErrors with a position', () => {
   bad('', /no root element/);
 });
 
+test('an element that only looks like a NIC, in a foreign namespace, is not one: listed, converted or counted', () => {
+  const xml = `<domain type='kvm'>\n  <name>ns</name>\n  <devices>\n    <interface xmlns='urn:other' type='network'><source network='default'/></interface>\n    <interface type='network'><source network='default'/></interface>\n  </devices>\n</domain>\n`;
+  assert.equal(listInterfaces(xml).map((n) => n.index), [0]);
+  const out = generate(xml, { network: lab, mtu: 1450 });
+  assert.ok(out.includes(`<interface xmlns='urn:other' type='network'><source network='default'/></interface>`), 'left as it was');
+  assert.is(listInterfaces(out)[0]?.bridge, 'vxbr100');
+});
+
 test('an MTU out of range is refused', () => {
   assert.throws(() => generate(fixture('virt-install-network.xml'), { network: lab, mtu: 40 }), /MTU 40: must be an integer from 68 to 65535/);
 });

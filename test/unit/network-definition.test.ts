@@ -8,6 +8,7 @@ import {
   overlayMtu,
   parseStoredDefinition,
   serializeDefinition,
+  shown,
   validateDefinition,
   vxlanName,
   type DefinitionInput,
@@ -115,6 +116,41 @@ test('stored definitions round-trip and are validated when read', () => {
   assert.equal(parseStoredDefinition(serializeDefinition(def), 'x.json'), def);
   assert.throws(() => parseStoredDefinition('{', '/etc/vxvirt/networks/x.json'), /\/etc\/vxvirt\/networks\/x.json: not valid JSON/);
   assert.throws(() => parseStoredDefinition('{"name":"x","vni":0,"dev":"e","remotes":["1.2.3.4"]}', 'f'), /f: --vni 0/);
+});
+
+test('device names: what the kernel and `ip -batch` accept, counted in bytes', () => {
+  assert.is(validateDefinition({ ...base, dev: 'ééééééé1' }).dev, 'ééééééé1', '15 bytes');
+  rejects({ ...base, dev: 'éééééééé' }, /--dev "éééééééé": must be a network interface name of 1 to 15 bytes/);
+  for (const dev of ['e#0', '#', '"e0', "'e0", 'e"0', 'a:b', 'a/b', 'a\tb', '', '.', '..']) rejects({ ...base, dev }, /--dev .*: must be a network interface name/);
+  assert.is(validateDefinition({ ...base, dev: 'br-lan_2.100@x' }).dev, 'br-lan_2.100@x');
+});
+
+test('long values are cut short in messages, control characters escaped', () => {
+  rejects({ ...base, name: 'n'.repeat(10_000) }, /^network name "n{64}…" \(10000 characters\): must match /);
+  rejects({ ...base, remotes: ['1'.repeat(500)] }, /^--remote "1{64}…" \(500 characters\): must be an IPv4 or IPv6 address$/);
+  rejects({ ...base, name: 'a\nb\u0000' }, /^network name "a\\nb\\u0000": must match/);
+  assert.is(shown('short'), '"short"');
+  assert.is(shown(42), '42');
+  assert.is(shown(undefined), 'undefined');
+});
+
+test('a stored definition: a later format version is refused, JSON errors stay one printable line', () => {
+  const def = validateDefinition(base);
+  const stored = JSON.parse(serializeDefinition(def));
+  assert.is(stored.version, 1);
+  const { version: _v, ...unversioned } = stored;
+  assert.equal(parseStoredDefinition(JSON.stringify(unversioned), 'f'), def, 'a hand-written file without a version is read');
+  for (const version of [2, '1', 0, null]) {
+    assert.throws(() => parseStoredDefinition(JSON.stringify({ ...stored, version }), 'f'), new RegExp(`^f: format version ${JSON.stringify(version).replace(/[()[\]]/g, '\\$&')} is not one this vxvirt reads \\(1\\)$`));
+  }
+  try {
+    parseStoredDefinition('name: tut\nvni: 42\n\u0000', 'f');
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, DefinitionError);
+    assert.match((err as Error).message, /^f: not valid JSON \(/);
+    assert.not.match((err as Error).message, /[\x00-\x1f]/, 'no raw newline or NUL');
+  }
 });
 
 test.run();
