@@ -259,29 +259,13 @@ it('a definition hand-edited into something unreadable: prepare names the file; 
       assert.ok(r.stderr.startsWith(`vxvirt: ${file}: `), `${what}: names the file: ${r.stderr}`);
       assert.match(r.stderr.trimEnd(), reason, what);
     }
-    // The guest that started before the edit stops: release succeeds and forgets it.
+    // The guest that started before the edit stops: release needs no definition
+    // (the domain's record holds each network's VNI), so it forgets the guest
+    // and removes the pair nobody uses, silently.
     const r = host.hook('vm-a', 'release', 'end', vmA);
     assert.is(r.status, 0, r.stderr);
-    assert.is(r.stderr, `vxvirt: warning: skipping network tut: ${r.stderr.slice(`vxvirt: warning: skipping network tut: `.length).split('\n')[0]}\n`, `${what}: one warning line`);
-    assert.ok(r.stderr.includes(file), `${what}: the warning names the file`);
+    assert.is(r.stderr, '', what);
     assert.equal(jsonFilesUnder(host.env.VXVIRT_STATE_DIR), [], `${what}: no domain is recorded any more`);
-    // Once the file is repaired, the next release removes the pair no one uses.
-    writeFileSync(file, good);
-    ok(host.hook('vm-z', 'release', 'end', domainXml('vm-z', '00000000-0000-4000-8000-0000000000ff', bridgeNic('vxbr42'))), `${what}: release after the repair`);
-    assert.equal(host.linkNames(), ['ens47f1', 'ens47f1p', 'lo'], `${what}: the pair is gone`);
-  }
-});
-
-// Needs release to tear down the pair of a network whose definition it cannot
-// read: the pair carries alias vxvirt:NAME and its VNI in its device group.
-it.skip('release removes the pair of a network whose definition became unreadable', ({ host }) => {
-  done(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101'), 'define');
-  const file = join(host.env.VXVIRT_CONFIG_DIR, 'networks', 'tut.json');
-  for (const [what, text] of corruptions) {
-    ok(host.hook('vm-a', 'prepare', 'begin', vmA), `${what}: prepare`);
-    const good = readFileSync(file, 'utf8');
-    writeFileSync(file, text);
-    assert.is(host.hook('vm-a', 'release', 'end', vmA).status, 0);
     assert.equal(host.linkNames(), ['ens47f1', 'ens47f1p', 'lo'], `${what}: the pair of the unreadable network is gone`);
     writeFileSync(file, good);
   }
