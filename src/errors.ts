@@ -11,6 +11,7 @@
 //   7  a kernel device conflicts with vxvirt (exists but was not created by it)
 //   8  a named network or domain does not exist
 //   9  libvirt refused the operation, or the bindings are missing
+//  10  reconcile: the host has not converged (with --dry-run: there is something to change)
 
 export class VxvirtError extends Error {
   readonly exitCode: number = 1;
@@ -46,6 +47,9 @@ export class NotFoundError extends VxvirtError {
 }
 export class LibvirtError extends VxvirtError {
   override readonly exitCode = 9;
+}
+export class NotConvergedError extends VxvirtError {
+  override readonly exitCode = 10;
 }
 
 /** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */

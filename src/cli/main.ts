@@ -9,9 +9,10 @@ import { defineNetwork } from './define-network.ts';
 import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
+import { reconcileCommand } from './reconcile.ts';
 
 // Commands in the order `vxvirt --help` lists them.
-const commands = [defineNetwork, undefineNetwork, listNetworks, status, generateCommand, attachCommand, detachCommand];
+const commands = [defineNetwork, undefineNetwork, listNetworks, status, reconcileCommand, generateCommand, attachCommand, detachCommand];
 
 async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)
