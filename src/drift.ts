@@ -71,9 +71,11 @@ export function describeSteps(steps: readonly Step[], observed: Observed): Devic
         if (!e.created) e.changes.push('down -> up');
         break;
       }
-      case 'flood-add':
-        entry(s.dev).changes.push(`no flood entry for ${s.dst} -> added`);
+      case 'flood-add': {
+        const e = entry(s.dev);
+        if (!e.created) e.changes.push(`no flood entry for ${s.dst} -> added`);
         break;
+      }
       case 'flood-del':
         entry(s.dev).changes.push(`flood entry for ${s.dst} -> removed`);
         break;
