@@ -6,6 +6,7 @@
 // start-up path, and execa with its dependencies would more than double the
 // hook bundle's load time (measured with `npm run bench`).
 import { spawn } from 'node:child_process';
+import { crashPoint } from './crash-point.ts';
 import { ToolError } from './errors.ts';
 import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
 
@@ -179,7 +180,10 @@ export async function apply(steps: readonly Step[]): Promise<void> {
   const ipLines = renderIpBatch(steps);
   if (ipLines.length > 0) await run('ip', ['-batch', '-'], `${ipLines.join('\n')}\n`);
   const fdbLines = renderBridgeBatch(steps);
-  if (fdbLines.length > 0) await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
+  if (fdbLines.length > 0) {
+    crashPoint('apply:links-done'); // devices made, flood entries not yet
+    await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
+  }
 }
 
 /** The MTU of one device, or undefined if it does not exist (read through ip, so it follows the current network namespace, unlike /sys). */
