@@ -11,7 +11,7 @@
 //   7  a kernel device conflicts with vxvirt (exists but was not created by it)
 //   8  a named network or domain does not exist
 //   9  libvirt refused the operation, or the bindings are missing
-//  10  reconcile: the host has not converged (with --dry-run: there is something to change)
+//  10  reconcile: the host has not converged (with --dry-run: something to change or to look at)
 
 export class VxvirtError extends Error {
   readonly exitCode: number = 1;

@@ -7,7 +7,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { NotConvergedError, oneLine, UsageError, warn } from '../errors.ts';
 import { listActiveDomains } from '../libvirt.ts';
 import { reconcileHost, type ReconcileReport } from '../lifecycle.ts';
-import { activeDomainFacts, type LibvirtFacts } from '../reconcile.ts';
+import { activeDomainFacts, type Action, type LibvirtFacts } from '../reconcile.ts';
 import { printJson } from './output.ts';
 
 const DEFAULT_GRACE_S = 120;
@@ -40,6 +40,21 @@ async function askLibvirt(): Promise<LibvirtFacts> {
   }
 }
 
+/** The network an action is about (by name; a VNI for devices of a network whose name is unknown). */
+function networkOf(a: Action): string {
+  switch (a.kind) {
+    case 'finish-release':
+      return a.networks.map((n) => n.name).join(',');
+    case 'add-record':
+    case 'drop-record':
+      return a.network.name;
+    case 'remove':
+      return a.network ?? `VNI ${a.vni}`;
+    default:
+      return a.network;
+  }
+}
+
 function graceSeconds(raw: string): number {
   const n = Number(raw);
   if (raw.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`--grace ${JSON.stringify(raw)}: must be a number of seconds >= 0`);
@@ -48,11 +63,14 @@ function graceSeconds(raw: string): number {
 
 function printText(report: ReconcileReport, dryRun: boolean): void {
   const out: string[] = [];
-  for (const a of report.plan.actions) out.push(...a.lines);
-  for (const f of report.failed) out.push(`failed: ${f.action.lines.join('; ')}: ${f.error}`);
+  for (const a of report.plan.actions) {
+    const failed = report.failed.find((f) => f.action === a);
+    if (failed) out.push(`failed: ${a.lines.join('; ')}: ${failed.error}`);
+    else out.push(...a.lines);
+  }
   out.push(...report.plan.left);
-  if (!dryRun) {
-    // What a second look after the changes still finds to change (left-overs are listed above).
+  if (!dryRun && report.failed.length === 0) {
+    // Everything was done, yet a second look finds more: say what (left-overs are listed above).
     for (const a of report.remaining.actions) out.push(...a.lines.map((l) => `still to do: ${l}`));
   }
   if (out.length === 0) out.push('nothing to do');
@@ -74,7 +92,7 @@ export const reconcileCommand: CommandModule<object, ReconcileArgs> = {
       })
       .option('libvirt', { type: 'boolean', default: true, describe: 'ask libvirt which domains run (--no-libvirt: judge by age and bridge ports)' })
       .epilogue(
-        'Exit status 0 when the host has converged (with --dry-run: when there is nothing to change), 10 otherwise.',
+        'Exit status 0 when the host has converged (with --dry-run: when there is nothing to change or to look at), 10 otherwise.',
       ) as unknown as Argv<ReconcileArgs>,
   handler: async (argv: ArgumentsCamelCase<ReconcileArgs>) => {
     const grace = graceSeconds(argv.grace);
@@ -84,13 +102,12 @@ export const reconcileCommand: CommandModule<object, ReconcileArgs> = {
       printJson({
         dryRun: argv.dryRun,
         libvirt: libvirt.reachable ? { reachable: true, active: libvirt.domains.length } : { reachable: false, reason: libvirt.reason },
-        actions: report.plan.actions.map(({ lines, kind, ...rest }) => ({
-          kind,
-          lines,
-          ...('network' in rest && rest.network !== undefined ? { network: typeof rest.network === 'string' ? rest.network : rest.network.name } : {}),
-          ...('domain' in rest ? { domain: rest.domain } : {}),
-          ...('devices' in rest ? { devices: rest.devices } : {}),
-          failed: report.failed.find((f) => f.action.lines === lines)?.error ?? null,
+        actions: report.plan.actions.map((a) => ({
+          kind: a.kind,
+          lines: a.lines,
+          network: networkOf(a),
+          domain: 'domain' in a ? a.domain : null,
+          failed: report.failed.find((f) => f.action === a)?.error ?? null,
         })),
         left: report.plan.left,
         notes: report.plan.notes,
