@@ -123,9 +123,12 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
     return orphans.find((o) => o.name === network)?.vni;
   };
   const isUser = (network: string, key: string): boolean => key in (users.get(network) ?? {});
+  /** Why a user was dropped in this plan, so its record entry goes for the same reason. */
+  const droppedWhy = new Map<string, string>();
   const dropUser = (network: string, key: string, domain: string, why: string): void => {
     const u = users.get(network);
     if (u) delete u[key];
+    droppedWhy.set(`${key}\n${network}`, why);
     actions.push({ kind: 'drop-user', key, domain, network, lines: [`dropped user ${domain} from ${network}: ${why}`] });
   };
   const addUser = (network: string, key: string, domain: string, why: string): void => {
@@ -243,7 +246,9 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
         // Under the host lock no prepare is under way, so a record without
         // the user is a start that was cut short (libvirt then stops the domain).
         const ports = guestPorts(n.vni, facts.observed);
-        if (ports.length === 0) dropRecord(key, n, `not a user of it (a start cut short) and ${bridgeName(n.vni)} has no port but the vxlan`);
+        const dropped = droppedWhy.get(`${key}\n${n.name}`);
+        if (dropped) dropRecord(key, n, dropped);
+        else if (ports.length === 0) dropRecord(key, n, `not a user of it, and ${bridgeName(n.vni)} has no port but the vxlan`);
         else left.push(`${record.name} is recorded on ${n.name} but not a user of it, and ${bridgeName(n.vni)} has ports ${ports.join(', ')}: cannot tell whether it runs (${why})`);
       }
     }

@@ -206,7 +206,7 @@ const rows: Row[] = [
     given: { users: usedTut, domains: [record(A, 'a', tut)], links: pair(tut) },
     lines: [
       'dropped user a from tut: vxbr42 has no port but the vxlan and it was recorded 600 s ago (libvirt unreachable)',
-      'dropped the record of a on tut: not a user of it (a start cut short) and vxbr42 has no port but the vxlan',
+      'dropped the record of a on tut: vxbr42 has no port but the vxlan and it was recorded 600 s ago (libvirt unreachable)',
       'removed vxbr42+vxlan42 (network tut): no users',
     ],
   },
@@ -223,7 +223,12 @@ const rows: Row[] = [
   {
     name: 'no libvirt: a user whose pair is gone and who has no port is dropped, nothing is made',
     given: { users: usedTut, domains: [record(A, 'a', tut)], links: [] },
-    lines: ['dropped user a from tut: vxbr42 has no port but the vxlan and it was recorded 600 s ago (libvirt unreachable)', 'dropped the record of a on tut: not a user of it (a start cut short) and vxbr42 has no port but the vxlan'],
+    lines: ['dropped user a from tut: vxbr42 has no port but the vxlan and it was recorded 600 s ago (libvirt unreachable)', 'dropped the record of a on tut: vxbr42 has no port but the vxlan and it was recorded 600 s ago (libvirt unreachable)'],
+  },
+  {
+    name: 'no libvirt: a record without its user (a start cut short) and no port on the bridge goes',
+    given: { users: { tut: { [B]: user('b', FRESH) } }, domains: [record(A, 'a', tut), record(B, 'b', tut)], links: pair(tut) },
+    lines: ['dropped the record of a on tut: not a user of it, and vxbr42 has no port but the vxlan'],
   },
   {
     name: 'no libvirt: a record without its user and with ports on the bridge cannot be judged',
