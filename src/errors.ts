@@ -12,6 +12,7 @@
 //   8  a named network or domain does not exist
 //   9  libvirt refused the operation, or the bindings are missing
 //  10  `vxvirt check` found at least one failure (its FAIL lines say which)
+//  11  reconcile: the host has not converged (with --dry-run: something to change or to look at)
 
 export class VxvirtError extends Error {
   readonly exitCode: number = 1;
@@ -55,6 +56,10 @@ export class LibvirtError extends VxvirtError {
 /** `vxvirt check` ran and found failures: a result for scripts and monitoring, not a crash of the check (1). */
 export class CheckFailedError extends VxvirtError {
   override readonly exitCode = 10;
+}
+/** `vxvirt reconcile` could not converge the host (or, with --dry-run, found something to change). */
+export class NotConvergedError extends VxvirtError {
+  override readonly exitCode = 11;
 }
 
 /** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */

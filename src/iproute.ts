@@ -11,6 +11,7 @@
 // start-up path, and execa with its dependencies would more than double the
 // hook bundle's load time (measured with `npm run bench`).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { crashPoint } from './crash-point.ts';
 import { ToolError } from './errors.ts';
 import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
 
@@ -326,7 +327,10 @@ export async function apply(steps: readonly Step[]): Promise<void> {
     if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${line}')`);
   }
   const fdbLines = renderBridgeBatch(steps);
-  if (fdbLines.length > 0) await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
+  if (fdbLines.length > 0) {
+    crashPoint('apply:links-done'); // devices made, flood entries not yet
+    await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
+  }
 }
 
 /** The MTU of one device, or undefined if it does not exist (read through ip, so it follows the current network namespace, unlike /sys). */

@@ -35,6 +35,7 @@ interface BindingHypervisor {
   connectOpen(): Promise<void>;
   connectClose(): Promise<void>;
   domainLookupByName(name: string): Promise<BindingDomain>;
+  connectListAllDomains(flags?: number): Promise<BindingDomain[]>;
   domainDefineXML(xml: string): Promise<BindingDomain>;
 }
 interface Bindings {
@@ -45,6 +46,8 @@ interface Bindings {
 // define back; INACTIVE gives the persistent definition, not the live one.
 const XML_SECURE = 1;
 const XML_INACTIVE = 2;
+// virConnectListAllDomainsFlags: ACTIVE = running or paused (a guest with a tap).
+const LIST_ACTIVE = 1;
 
 /**
  * Load the bindings, or fail with one line saying how to get them; `load`
@@ -129,6 +132,38 @@ export async function readDomainState(name: string): Promise<DomainState> {
     } catch (err) {
       throw libvirtFailure(`reading domain ${name}`, err);
     }
+  });
+}
+
+export interface ActiveDomain {
+  /** Lower case, as libvirt prints it. */
+  uuid: string;
+  name: string;
+  /** The live definition (without secrets): which bridges its NICs are on. */
+  liveXml: string;
+}
+
+/**
+ * The domains libvirt has active (running or paused), with their live XML.
+ * A domain that stops while it is being read is left out: it is not active.
+ */
+export async function listActiveDomains(): Promise<ActiveDomain[]> {
+  return withConnection(async (h) => {
+    let domains: BindingDomain[];
+    try {
+      domains = await h.connectListAllDomains(LIST_ACTIVE);
+    } catch (err) {
+      throw libvirtFailure('listing the active domains', err);
+    }
+    const out: ActiveDomain[] = [];
+    for (const d of domains) {
+      try {
+        out.push({ uuid: (await d.getUUIDString()).toLowerCase(), name: await d.getName(), liveXml: await d.getXMLDesc() });
+      } catch (err) {
+        if (!isNoDomain(err)) throw libvirtFailure('reading an active domain', err);
+      }
+    }
+    return out;
   });
 }
 

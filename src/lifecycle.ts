@@ -15,8 +15,9 @@ import * as iproute from './iproute.ts';
 import type { ObserveQuery } from './iproute.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
+import { planReconcile, type Action, type LibvirtFacts, type ReconcileFacts, type ReconcilePlan } from './reconcile.ts';
 import * as store from './store.ts';
-import type { DomainRecord, PendingRelease, RecordedNetwork } from './store.ts';
+import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork } from './store.ts';
 import { addUser, hasUsers, removeUser, type Users } from './users.ts';
 
 /** One change to the host, for the log. */
@@ -263,5 +264,128 @@ export async function releaseDomain(key: string, fx: Effects = realEffects): Pro
     crashPoint('release:torn-down');
     fx.endRelease(key);
     return removed;
+  });
+}
+
+// ---- reconcile -------------------------------------------------------------
+
+/** What `vxvirt reconcile` reads besides what the hook reads: it surveys the whole host. */
+export interface SurveyEffects extends Effects {
+  loadDefinitions(): LoadedDefinitions;
+  listUserNetworks(): string[];
+  listDomainRecords(): RecordedDomain[];
+  observeAll(fdbDevices: readonly string[]): Promise<Observed>;
+}
+
+// A function, not a constant, so that the hook's bundle does not carry it.
+export const realSurveyEffects = (): SurveyEffects => ({
+  ...realEffects,
+  loadDefinitions: store.loadDefinitions,
+  listUserNetworks: store.listUserNetworks,
+  listDomainRecords: store.listDomainRecords,
+  observeAll: iproute.observeAll,
+});
+
+export interface ReconcileOptions {
+  dryRun: boolean;
+  graceSeconds: number;
+  /** Asked before the host lock is taken: libvirtd waits for a running hook, and the hook for the lock. */
+  libvirt: LibvirtFacts;
+}
+
+export interface ReconcileReport {
+  plan: ReconcilePlan;
+  failed: Array<{ action: Action; error: string }>;
+  /** What a second look after the changes still finds (on a dry run, the plan itself). */
+  remaining: ReconcilePlan;
+  converged: boolean;
+}
+
+async function survey(fx: SurveyEffects, options: ReconcileOptions): Promise<ReconcileFacts> {
+  const { defs, broken } = fx.loadDefinitions();
+  const users = new Map(fx.listUserNetworks().map((n) => [n, fx.readUsers(n)]));
+  const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
+  return {
+    defs,
+    broken: broken.map((b) => ({ name: b.name, message: b.error.message })),
+    users,
+    domains: fx.listDomainRecords(),
+    releasing: fx.pendingReleases(),
+    observed: await fx.observeAll(unicast),
+    libvirt: options.libvirt,
+    now: fx.now(),
+    graceSeconds: options.graceSeconds,
+  };
+}
+
+/** Remove a pair nobody uses, checking again under the lock that its bridge has no foreign ports. */
+async function removePair(vni: number, devices: readonly string[], fx: Effects): Promise<void> {
+  const observed = await fx.observe({ devices: [...new Set([...pairOf(vni), ...devices])], portsOf: [bridgeName(vni)] });
+  const plan = planTeardown(vni, observed);
+  if (plan.kept) throw new InternalError(plan.kept);
+  if (plan.steps.length > 0) await fx.apply(plan.steps);
+}
+
+async function carryOut(action: Action, fx: Effects): Promise<void> {
+  switch (action.kind) {
+    case 'finish-release':
+      unrecord(action.key, action.domain, action.networks, fx);
+      fx.endRelease(action.key);
+      return;
+    case 'add-record': {
+      const record = fx.readDomainRecord(action.key) ?? { name: action.domain, networks: [] };
+      if (!record.networks.some((n) => n.name === action.network.name && n.vni === action.network.vni)) {
+        fx.writeDomainRecord(action.key, { ...record, networks: [...record.networks, action.network] });
+      }
+      return;
+    }
+    case 'add-user':
+      fx.writeUsers(action.network, addUser(fx.readUsers(action.network), action.key, action.domain, fx.now()));
+      fx.log({ action: 'user-added', network: action.network, domain: action.domain });
+      return;
+    case 'drop-user':
+      fx.writeUsers(action.network, removeUser(fx.readUsers(action.network), action.key));
+      fx.log({ action: 'user-removed', network: action.network, domain: action.domain });
+      return;
+    case 'drop-record': {
+      const record = fx.readDomainRecord(action.key);
+      if (record) {
+        const networks = record.networks.filter((n) => !(n.name === action.network.name && n.vni === action.network.vni));
+        fx.writeDomainRecord(action.key, { ...record, networks });
+      }
+      return;
+    }
+    case 'repair':
+      await ensureNetwork(action.def, fx);
+      return;
+    case 'remove':
+      await removePair(action.vni, action.devices, fx);
+      fx.log({ action: 'deleted', network: action.network ?? `VNI ${action.vni}`, devices: action.devices });
+      return;
+  }
+}
+
+/**
+ * `vxvirt reconcile`: under the host lock, survey definitions, state and
+ * devices, plan (reconcile.ts), carry the actions out one by one — a failed
+ * one does not stop the others — and survey again to tell whether the host
+ * has converged.
+ */
+export async function reconcileHost(options: ReconcileOptions, fx: SurveyEffects = realSurveyEffects()): Promise<ReconcileReport> {
+  return fx.withHostLock(options.dryRun ? 'reconcile --dry-run' : 'reconcile', async () => {
+    const plan = planReconcile(await survey(fx, options));
+    if (options.dryRun) {
+      return { plan, failed: [], remaining: plan, converged: plan.actions.length === 0 && plan.left.length === 0 };
+    }
+    const failed: ReconcileReport['failed'] = [];
+    for (const action of plan.actions) {
+      try {
+        await carryOut(action, fx);
+      } catch (err) {
+        failed.push({ action, error: (err as Error).message });
+      }
+    }
+    const remaining = planReconcile(await survey(fx, options));
+    return { plan, failed, remaining, converged: failed.length === 0 && remaining.actions.length === 0 && remaining.left.length === 0 };
   });
 }

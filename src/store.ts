@@ -378,6 +378,34 @@ export function writeDomainRecord(key: string, record: DomainRecord): void {
   else writeStateFile(path, `${JSON.stringify({ key, ...record }, null, 2)}\n`);
 }
 
+export interface RecordedDomain {
+  key: string;
+  record: DomainRecord;
+}
+
+/** The records of a directory of domain records: each with the key written in it (else its file name). */
+function readRecords(dir: string): RecordedDomain[] {
+  const out: RecordedDomain[] = [];
+  for (const base of jsonNames(dir)) {
+    const text = readStateFile(join(dir, `${base}.json`));
+    if (text === undefined) continue;
+    let key = base;
+    try {
+      const raw = JSON.parse(text) as { key?: unknown };
+      if (typeof raw.key === 'string') key = raw.key;
+    } catch {
+      // a torn file cannot happen (atomic writes); a hand-edited one still ends
+    }
+    out.push({ key, record: parseDomainRecord(text, key) });
+  }
+  return out;
+}
+
+/** Every domain record (for `vxvirt reconcile`, which surveys the whole host; the hook reads one). */
+export function listDomainRecords(): RecordedDomain[] {
+  return readRecords(domainsDir());
+}
+
 /**
  * Start a release: move the domain's record to releasing/ (one atomic rename),
  * so that if this process dies before the end, the next one finishes it.
@@ -396,27 +424,11 @@ export function beginRelease(key: string): DomainRecord | undefined {
   return text === undefined ? undefined : parseDomainRecord(text, key);
 }
 
-export interface PendingRelease {
-  key: string;
-  record: DomainRecord;
-}
+export type PendingRelease = RecordedDomain;
 
 /** Releases a killed process left unfinished (usually none: one readdir). */
 export function pendingReleases(): PendingRelease[] {
-  const out: PendingRelease[] = [];
-  for (const base of jsonNames(releasingDir())) {
-    const text = readStateFile(join(releasingDir(), `${base}.json`));
-    if (text === undefined) continue;
-    let key = base;
-    try {
-      const raw = JSON.parse(text) as { key?: unknown };
-      if (typeof raw.key === 'string') key = raw.key;
-    } catch {
-      // a torn file cannot happen (atomic writes); a hand-edited one still ends
-    }
-    out.push({ key, record: parseDomainRecord(text, key) });
-  }
-  return out;
+  return readRecords(releasingDir());
 }
 
 export function endRelease(key: string): void {

@@ -15,6 +15,7 @@ import { attachCommand, detachCommand } from './attach.ts';
 import { installHook, uninstallHook } from './hook-install.ts';
 import { check } from './check.ts';
 import { completion } from './completion.ts';
+import { reconcileCommand } from './reconcile.ts';
 
 // Commands in the order `vxvirt --help` lists them.
 const commands = [
@@ -22,6 +23,7 @@ const commands = [
   undefineNetwork,
   listNetworks,
   status,
+  reconcileCommand,
   generateCommand,
   attachCommand,
   detachCommand,
@@ -33,7 +35,7 @@ const commands = [
 
 async function main(argv: string[]): Promise<void> {
   // The statuses themselves are one table, in README.md; every --help points there.
-  const exitStatuses = `Exit status: 0 on success, 1 to 10 by kind of failure: see the table "Exit statuses" in ${join(thisCheckout(), 'README.md')}.`;
+  const exitStatuses = `Exit status: 0 on success, 1 to 11 by kind of failure: see the table "Exit statuses" in ${join(thisCheckout(), 'README.md')}.`;
   let cli = yargs(argv)
     .scriptName('vxvirt')
     .usage('$0 <command> [options]\n\nPer-VNI bridge + VXLAN networks for libvirt guests.')

@@ -1,13 +1,14 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError, warn } from '../errors.ts';
+import { guestPorts, networkDrift, orphanPairs, type Drift } from '../drift.ts';
 import * as iproute from '../iproute.ts';
 import { removeUnusedPairs } from '../lifecycle.ts';
 import { undefineLibvirtNetwork } from '../libvirt.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
-import { isOwned } from '../plan.ts';
+import { isOwned, type Observed } from '../plan.ts';
 import * as store from '../store.ts';
-import { hasUsers, userNames } from '../users.ts';
+import { hasUsers, userNames, type Users } from '../users.ts';
 import { printJson, table } from './output.ts';
 
 const peersOf = (def: NetworkDefinition): string => def.group ?? def.remotes.join(',');
@@ -71,54 +72,92 @@ export const listNetworks: CommandModule<object, JsonArgs> = {
   },
 };
 
+type DeviceView = { name: string; exists: false } | { name: string; exists: true; owned: boolean; mtu: number; up: boolean; master: string | null };
+
+function deviceView(name: string, vni: number, observed: Observed): DeviceView {
+  const l = observed.links.get(name);
+  return l ? { name, exists: true, owned: isOwned(l, vni), mtu: l.mtu, up: l.up, master: l.master ?? null } : { name, exists: false };
+}
+
+const domainsOf = (users: Users) => Object.entries(users).map(([key, u]) => ({ key, name: u.name, since: u.since }));
+
 export const status: CommandModule<object, JsonArgs> = {
   command: 'status',
-  describe: "Show each network's devices on this host and the domains using it",
-  builder: jsonExamples('status', 'bridge and VXLAN device state and users per network'),
+  describe: "Show each network's devices on this host, the domains using it, and where devices and state have drifted",
+  builder: jsonExamples('status', 'bridge and VXLAN device state, users and drift per network'),
   handler: async (argv: ArgumentsCamelCase<JsonArgs>) => {
-    const defs = readableDefinitions();
-    const observed = await iproute.observeAll();
+    const { defs, broken } = store.loadDefinitions();
+    for (const b of broken) warn(`${b.error.message} (network ${b.name} is not shown)`);
+    const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
+    const observed = await iproute.observeAll(unicast);
     const rows = defs.map((def) => {
-      const br = observed.links.get(bridgeName(def.vni));
-      const vx = observed.links.get(vxlanName(def.vni));
-      const device = (l: typeof br) =>
-        l ? { name: l.name, exists: true, owned: isOwned(l, def.vni), mtu: l.mtu, up: l.up, master: l.master ?? null } : { name: null, exists: false };
-      const ports = [...observed.links.values()].filter((l) => br && l.master === br.name && l.name !== vxlanName(def.vni)).map((l) => l.name);
       const users = store.readUsers(def.name);
       return {
         name: def.name,
         vni: def.vni,
+        defined: true,
         mode: floodingMode(def),
         dev: def.dev,
         underlay: observed.links.has(def.dev) ? { exists: true, mtu: observed.links.get(def.dev)?.mtu } : { exists: false },
-        bridge: { ...device(br), name: bridgeName(def.vni) },
-        vxlan: { ...device(vx), name: vxlanName(def.vni) },
-        ports,
-        domains: Object.entries(users).map(([key, u]) => ({ key, name: u.name, since: u.since })),
+        bridge: deviceView(bridgeName(def.vni), def.vni, observed),
+        vxlan: deviceView(vxlanName(def.vni), def.vni, observed),
+        ports: guestPorts(def.vni, observed),
+        domains: domainsOf(users),
+        drift: networkDrift(def, users, observed),
       };
     });
-    if (argv.json) return printJson(rows);
-    if (rows.length === 0) {
+    // vxvirt's devices of networks that are no longer defined, known by the VNI in their device group.
+    const orphans = orphanPairs(defs, observed).map((o) => {
+      const users = o.name !== undefined && !broken.some((b) => b.name === o.name) ? store.readUsers(o.name) : {};
+      const drift: Drift = { kind: 'undefined', devices: o.devices, detail: `${o.devices.join('+')} belong to a network that is not defined` };
+      return {
+        name: o.name ?? null,
+        vni: o.vni,
+        defined: false,
+        bridge: deviceView(bridgeName(o.vni), o.vni, observed),
+        vxlan: deviceView(vxlanName(o.vni), o.vni, observed),
+        devices: o.devices,
+        ports: o.ports,
+        domains: domainsOf(users),
+        drift: [drift],
+      };
+    });
+    if (argv.json) return printJson([...rows, ...orphans]);
+    if (rows.length === 0 && orphans.length === 0) {
       process.stdout.write(`no networks defined (in ${store.networksDir()})\n`);
       return;
     }
-    const dev = (d: { exists: boolean; owned?: boolean; up?: boolean }) =>
-      !d.exists ? 'absent' : `${d.up ? 'up' : 'down'}${d.owned ? '' : ' (not vxvirt\'s)'}`;
-    process.stdout.write(
-      table(
-        ['NAME', 'VNI', 'MODE', 'UNDERLAY', 'BRIDGE', 'VXLAN', 'MTU', 'DOMAINS'],
-        rows.map((r) => [
-          r.name,
-          String(r.vni),
-          r.mode,
-          `${r.dev}${r.underlay.exists ? '' : ' (absent)'}`,
-          `${r.bridge.name} ${dev(r.bridge)}`,
-          `${r.vxlan.name} ${dev(r.vxlan)}`,
-          'mtu' in r.bridge && r.bridge.mtu !== undefined ? String(r.bridge.mtu) : '-',
-          r.domains.map((d) => d.name).sort().join(',') || '-',
-        ]),
-      ),
-    );
+    const dev = (d: DeviceView) => (!d.exists ? 'absent' : `${d.up ? 'up' : 'down'}${d.owned ? '' : " (not vxvirt's)"}`);
+    const names = (ds: Array<{ name: string }>) => ds.map((d) => d.name).sort().join(',') || '-';
+    const out: string[] = [];
+    if (rows.length > 0) {
+      out.push(
+        table(
+          ['NAME', 'VNI', 'MODE', 'UNDERLAY', 'BRIDGE', 'VXLAN', 'MTU', 'DOMAINS'],
+          rows.map((r) => [
+            r.name,
+            String(r.vni),
+            r.mode,
+            `${r.dev}${r.underlay.exists ? '' : ' (absent)'}`,
+            `${r.bridge.name} ${dev(r.bridge)}`,
+            `${r.vxlan.name} ${dev(r.vxlan)}`,
+            r.bridge.exists ? String(r.bridge.mtu) : '-',
+            names(r.domains),
+          ]),
+        ),
+      );
+    }
+    if (orphans.length > 0) {
+      out.push(`\nvxvirt's devices of networks no longer defined:\n`);
+      out.push(table(['VNI', 'NETWORK', 'DEVICES', 'PORTS', 'DOMAINS'], orphans.map((o) => [String(o.vni), o.name ?? '?', o.devices.join('+'), o.ports.join(',') || '-', names(o.domains)])));
+    }
+    const drifted = rows.filter((r) => r.drift.length > 0);
+    if (drifted.length > 0 || orphans.length > 0) {
+      out.push('\ndrift (`vxvirt reconcile` converges it):\n');
+      for (const r of drifted) for (const d of r.drift) out.push(`  ${r.name}: ${d.detail}\n`);
+      for (const o of orphans) out.push(`  VNI ${o.vni}${o.name ? ` (network ${o.name})` : ''}: ${o.drift[0]!.detail}${o.domains.length > 0 ? `, used by ${names(o.domains)}` : ''}\n`);
+    }
+    process.stdout.write(out.join(''));
   },
 };
 

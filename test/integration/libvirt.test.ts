@@ -184,6 +184,41 @@ try {
       assert.is(await masterOf(h, 'guest-a', g.a!.mac), 'br-old', 'the running guest is untouched');
       await g.a!.destroy();
     });
+
+    step('reconcile asks libvirt: a user it does not run is dropped, one it runs stays, and lost state is found again', async (lab) => {
+      const h = lab.host(1);
+      await g.a!.startOrThrow(); // on vxbr42 now: the previous step attached it to demo for its next start
+      assert.is(await masterOf(h, 'guest-a', g.a!.mac), 'vxbr42');
+      // A domain libvirt does not have, recorded on demo as if its release had been lost.
+      const ghost = `<domain type='kvm'><name>ghost</name><uuid>00000000-0000-4000-8000-0000000000ee</uuid><devices><interface type='bridge'><source bridge='vxbr42'/></interface></devices></domain>`;
+      const planted = await h.exec(['/etc/libvirt/hooks/qemu', 'ghost', 'prepare', 'begin', '-'], { input: ghost });
+      assert.is(planted.code, 0, planted.stderr);
+      const users = async () => (JSON.parse((await h.vxvirt('status', '--json')).stdout) as Array<{ name: string; domains: Array<{ name: string }> }>).find((n) => n.name === 'demo')?.domains.map((d) => d.name).sort();
+      assert.equal(await users(), ['ghost', 'guest-a']);
+
+      const dropped = await h.vxvirt('reconcile');
+      log(dropped.stdout.trim());
+      assert.is(dropped.code, 0, dropped.stdout + dropped.stderr);
+      assert.is(dropped.stdout, 'dropped user ghost from demo: domain is not running (libvirt)\ndropped the record of ghost on demo: domain is not running (libvirt)\n');
+      assert.equal(await users(), ['guest-a']);
+      assert.is(await masterOf(h, 'guest-a', g.a!.mac), 'vxbr42', 'the running guest keeps its pair');
+
+      // The state directory lost while the guest runs: libvirt's live XML says where it is.
+      await h.exec(['rm', '-rf', '/run/vxvirt'], { check: true });
+      const found = await h.vxvirt('reconcile');
+      log(found.stdout.trim());
+      assert.is(found.code, 0, found.stdout + found.stderr);
+      assert.is(
+        found.stdout,
+        'recorded guest-a on demo: the domain is running on vxbr42 (libvirt) but was not recorded\nadded user guest-a to demo: the domain is running on vxbr42 (libvirt) but was not recorded\n',
+      );
+      assert.equal(await users(), ['guest-a']);
+      // Its release finds the record again and removes the pair.
+      await g.a!.destroy();
+      await g.a!.waitState('shut off');
+      assert.equal(await h.vxDevices(), [], 'the release removed vxbr42 and vxlan42');
+      assert.is((await h.vxvirt('reconcile')).stdout, 'nothing to do\n');
+    });
   }
   test.run();
 }

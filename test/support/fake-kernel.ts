@@ -2,8 +2,9 @@
 // tests of lifecycle and hook logic without root. It interprets plan.ts's
 // steps the way `ip`/`bridge` would, including "File exists" failures.
 import { ToolError } from '../../src/errors.ts';
-import type { Change, Effects } from '../../src/lifecycle.ts';
-import type { DomainRecord } from '../../src/store.ts';
+import type { Change, Effects, SurveyEffects } from '../../src/lifecycle.ts';
+import type { NetworkDefinition } from '../../src/network-definition.ts';
+import type { DomainRecord, LoadedDefinitions } from '../../src/store.ts';
 import type { Link, Observed, Step } from '../../src/plan.ts';
 import type { Users } from '../../src/users.ts';
 
@@ -13,6 +14,9 @@ export class FakeHost {
   users = new Map<string, Users>();
   domains = new Map<string, DomainRecord>();
   releasing = new Map<string, DomainRecord>();
+  /** The definitions `vxvirt reconcile` reads (the hook is handed its own). */
+  defs: NetworkDefinition[] = [];
+  broken: LoadedDefinitions['broken'] = [];
   changes: Change[] = [];
   /** Every observe query's device names, to check that reads stay scoped. */
   queried: string[][] = [];
@@ -135,7 +139,23 @@ export class FakeHost {
       },
       warn: (m) => this.warnings.push(m),
       log: (c) => this.changes.push(c),
-      now: () => new Date('2026-01-01T00:00:00Z'),
+      now: () => this.now,
+    };
+  }
+
+  now = new Date('2026-01-01T00:00:00Z');
+
+  /** What `vxvirt reconcile` reads on top: everything. */
+  surveyEffects(): SurveyEffects {
+    return {
+      ...this.effects(),
+      loadDefinitions: () => ({ defs: [...this.defs], broken: [...this.broken] }),
+      listUserNetworks: () => [...this.users.keys()],
+      listDomainRecords: () => [...this.domains].map(([key, record]) => ({ key, record: structuredClone(record) })),
+      observeAll: async (fdbDevices) => ({
+        links: new Map([...this.links].map(([k, v]) => [k, structuredClone(v)])),
+        floodDsts: new Map([...this.fdb].filter(([k]) => fdbDevices.includes(k) && this.links.has(k)).map(([k, v]) => [k, [...v]])),
+      }),
     };
   }
 }

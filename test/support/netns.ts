@@ -13,6 +13,8 @@ let counter = 0;
 
 export interface Result {
   status: number;
+  /** The signal that ended the process, if one did. */
+  signal?: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -21,7 +23,7 @@ export function sh(cmd: string, args: readonly string[], input?: string, env?: N
   const r: SpawnSyncReturns<string> = spawnSync(cmd, args, { input: input ?? '', encoding: 'utf8', env: env ?? process.env });
   // A hook that has nothing to do exits without reading stdin; libvirt ignores that EPIPE, and so do we.
   if (r.error && (r.error as NodeJS.ErrnoException).code !== 'EPIPE') throw r.error;
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  return { status: r.status ?? -1, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
 export function must(cmd: string, args: readonly string[], input?: string): string {

@@ -1,0 +1,311 @@
+// `vxvirt reconcile`: what to change so that the state files, the kernel's
+// devices and the domains libvirt runs agree. Pure: facts in, actions out;
+// lifecycle.ts gathers the facts under the host lock and carries the actions
+// out. Everything the hook does on the way is in the facts (records written
+// before users, pending releases), so this also finishes whatever a killed
+// hook or a lost state directory (a host reboot wipes /run) left behind.
+//
+// The rules, in the order the actions are carried out:
+//  1. A release a killed hook left in releasing/ is finished.
+//  2. Users and records: with libvirt, a domain it does not run is dropped
+//     from every network and its record goes; one it runs is a user of every
+//     network its record lists (or its live XML puts it on). Without libvirt
+//     (not installed, not running), a user is dropped only when nothing can
+//     be using the network: recorded longer ago than the grace period (a
+//     guest between `prepare` and the attachment of its tap has no port yet)
+//     AND its bridge has no port but the vxlan.
+//  3. Devices: a defined network with users gets its pair ensured (planEnsure);
+//     vxvirt's devices that no one uses are removed (planTeardown, which never
+//     removes a bridge with ports vxvirt does not know), including those of
+//     networks no longer defined — their VNI is in their device group.
+// A network whose definition cannot be read is never acted on, nor are
+// devices that may be its own.
+import { guestPorts, orphanPairs, ownedDevices, describeSteps, type DeviceChange } from './drift.ts';
+import { readDomain } from './domain-xml.ts';
+import { bridgeName, type NetworkDefinition } from './network-definition.ts';
+import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
+import type { DomainRecord, RecordedDomain, RecordedNetwork } from './store.ts';
+import { hasUsers, type Users } from './users.ts';
+
+/** A domain libvirt has active, and the bridges and libvirt networks its NICs are on. */
+export interface ActiveDomainFacts {
+  uuid: string;
+  name: string;
+  bridges: string[];
+  networks: string[];
+}
+
+export type LibvirtFacts =
+  | {
+      reachable: true;
+      /** When libvirt was asked: a user recorded after that may be a domain that started since. */
+      asOf: Date;
+      domains: ActiveDomainFacts[];
+    }
+  | { reachable: false; reason: string };
+
+export interface ReconcileFacts {
+  defs: NetworkDefinition[];
+  broken: Array<{ name: string; message: string }>;
+  /** Each users file, by network name. */
+  users: Map<string, Users>;
+  /** domains/ */
+  domains: RecordedDomain[];
+  /** releasing/ */
+  releasing: RecordedDomain[];
+  /** Every device of the host; the flood entries of the defined unicast vxlans. */
+  observed: Observed;
+  libvirt: LibvirtFacts;
+  now: Date;
+  graceSeconds: number;
+}
+
+interface Base {
+  /** What is done and why, one line each (a repair has one per device). */
+  lines: string[];
+}
+export type Action = Base &
+  (
+    | { kind: 'finish-release'; key: string; domain: string; networks: RecordedNetwork[] }
+    | { kind: 'add-record'; key: string; domain: string; network: RecordedNetwork }
+    | { kind: 'add-user'; key: string; domain: string; network: string }
+    | { kind: 'drop-user'; key: string; domain: string; network: string }
+    | { kind: 'drop-record'; key: string; domain: string; network: RecordedNetwork }
+    | { kind: 'repair'; network: string; def: NetworkDefinition; changes: DeviceChange[] }
+    | { kind: 'remove'; network?: string; vni: number; devices: string[]; steps: Step[] }
+  );
+
+export interface ReconcilePlan {
+  actions: Action[];
+  /** What was left alone and needs a person (one line each). */
+  left: string[];
+  /** What the decisions rested on, when it is worth saying (libvirt unreachable). */
+  notes: string[];
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
+
+/** The vxvirt networks a domain's live XML puts it on: by bridge vxbrN first, then by libvirt network name. */
+export function activeDomainFacts(uuid: string, name: string, liveXml: string): ActiveDomainFacts {
+  const nics = readDomain(liveXml).nics.filter((n) => n.type === 'bridge' || n.type === 'network');
+  return {
+    uuid: uuid.toLowerCase(),
+    name,
+    bridges: nics.flatMap((n) => (n.bridge ? [n.bridge] : [])),
+    networks: nics.flatMap((n) => (n.network ? [n.network] : [])),
+  };
+}
+
+const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`;
+
+export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
+  const actions: Action[] = [];
+  const left: string[] = [];
+  const notes: string[] = [];
+  const defByName = new Map(facts.defs.map((d) => [d.name, d]));
+  const defByVni = new Map(facts.defs.map((d) => [d.vni, d]));
+  const broken = new Set(facts.broken.map((b) => b.name));
+  const users = new Map([...facts.users].map(([n, u]) => [n, { ...u }]));
+  const records = new Map(facts.domains.map((d) => [d.key, structuredClone(d.record)]));
+  const orphans = orphanPairs(facts.defs, facts.observed);
+
+  for (const b of facts.broken) left.push(`left network ${b.name} alone: ${b.message}`);
+
+  /** A network's VNI: its definition's, else what a record or its devices' alias says. */
+  const vniOf = (network: string): number | undefined => {
+    const def = defByName.get(network);
+    if (def) return def.vni;
+    for (const r of [...records.values(), ...facts.releasing.map((p) => p.record)]) {
+      const n = r.networks.find((x) => x.name === network);
+      if (n) return n.vni;
+    }
+    return orphans.find((o) => o.name === network)?.vni;
+  };
+  const isUser = (network: string, key: string): boolean => key in (users.get(network) ?? {});
+  /** Why a user was dropped in this plan, so its record entry goes for the same reason. */
+  const droppedWhy = new Map<string, string>();
+  const dropUser = (network: string, key: string, domain: string, why: string): void => {
+    const u = users.get(network);
+    if (u) delete u[key];
+    droppedWhy.set(`${key}\n${network}`, why);
+    actions.push({ kind: 'drop-user', key, domain, network, lines: [`dropped user ${domain} from ${network}: ${why}`] });
+  };
+  const addUser = (network: string, key: string, domain: string, why: string): void => {
+    users.set(network, { ...(users.get(network) ?? {}), [key]: { name: domain, since: facts.now.toISOString() } });
+    actions.push({ kind: 'add-user', key, domain, network, lines: [`added user ${domain} to ${network}: ${why}`] });
+  };
+  const addRecord = (key: string, domain: string, network: RecordedNetwork, why: string): void => {
+    const r: DomainRecord = records.get(key) ?? { name: domain, networks: [] };
+    if (r.networks.some((n) => n.name === network.name && n.vni === network.vni)) return;
+    r.networks.push(network);
+    records.set(key, r);
+    actions.push({ kind: 'add-record', key, domain, network, lines: [`recorded ${domain} on ${network.name}: ${why}`] });
+  };
+  const dropRecord = (key: string, network: RecordedNetwork, why: string): void => {
+    const r = records.get(key);
+    if (!r) return;
+    r.networks = r.networks.filter((n) => !(n.name === network.name && n.vni === network.vni));
+    if (r.networks.length === 0) records.delete(key);
+    actions.push({ kind: 'drop-record', key, domain: r.name, network, lines: [`dropped the record of ${r.name} on ${network.name}: ${why}`] });
+  };
+
+  // 1. Releases a killed hook left half done.
+  for (const { key, record } of facts.releasing) {
+    const from = record.networks.filter((n) => isUser(n.name, key));
+    for (const n of from) delete users.get(n.name)?.[key];
+    actions.push({
+      kind: 'finish-release',
+      key,
+      domain: record.name,
+      networks: record.networks,
+      lines: [`finished the release of ${record.name} that was cut short${from.length > 0 ? `: no longer a user of ${from.map((n) => n.name).join(', ')}` : ''}`],
+    });
+  }
+
+  // 2. Users and records.
+  const userEntries = (): Array<[string, string, string, string]> =>
+    [...users]
+      .filter(([network]) => !broken.has(network))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .flatMap(([network, us]) => Object.entries(us).map(([key, u]): [string, string, string, string] => [network, key, u.name, u.since]));
+
+  if (facts.libvirt.reachable) {
+    const lv = facts.libvirt;
+    const active = new Map<string, ActiveDomainFacts>();
+    for (const d of lv.domains) {
+      active.set(d.uuid.toLowerCase(), d);
+      active.set(d.name, d);
+    }
+    // A record without a UUID is keyed by the domain's name.
+    const activeOf = (key: string): ActiveDomainFacts | undefined => active.get(UUID.test(key) ? key.toLowerCase() : key);
+    const NOT_RUNNING = 'domain is not running (libvirt)';
+
+    for (const [network, key, name, since] of userEntries()) {
+      if (activeOf(key)) continue;
+      // It may have started between libvirt's answer and the lock.
+      if (Date.parse(since) >= lv.asOf.getTime()) continue;
+      dropUser(network, key, name, NOT_RUNNING);
+    }
+    for (const [key, record] of [...records]) {
+      for (const n of [...record.networks]) {
+        if (broken.has(n.name) || isUser(n.name, key)) continue;
+        if (!activeOf(key)) {
+          dropRecord(key, n, NOT_RUNNING);
+          continue;
+        }
+        const def = defByName.get(n.name);
+        if (def && def.vni !== n.vni) {
+          left.push(`${record.name} runs, recorded on ${n.name} with VNI ${n.vni}, but ${n.name} now has VNI ${def.vni}: left as it is`);
+          continue;
+        }
+        addUser(n.name, key, record.name, `the domain is running (libvirt) and recorded on ${n.name}`);
+      }
+    }
+    // Running domains on vxvirt's bridges that were not recorded (state lost).
+    for (const d of lv.domains) {
+      const key = d.uuid;
+      const nets = new Set<NetworkDefinition>();
+      for (const b of d.bridges) {
+        const m = VXVIRT_BRIDGE.exec(b);
+        const def = m ? defByVni.get(Number(m[1])) : undefined;
+        if (def) nets.add(def);
+      }
+      for (const n of d.networks) {
+        const def = defByName.get(n);
+        if (def) nets.add(def);
+      }
+      for (const def of nets) {
+        // Users are keyed as the hook keys them: by the UUID as written in the XML.
+        const existing = Object.keys(users.get(def.name) ?? {}).find((k) => k.toLowerCase() === key);
+        if (existing) continue;
+        addRecord(key, d.name, { name: def.name, vni: def.vni }, `the domain is running on ${bridgeName(def.vni)} (libvirt) but was not recorded`);
+        addUser(def.name, key, d.name, `the domain is running on ${bridgeName(def.vni)} (libvirt) but was not recorded`);
+      }
+    }
+  } else {
+    const why = 'libvirt unreachable';
+    if (userEntries().length > 0 || records.size > 0) {
+      notes.push(
+        `libvirt is unreachable (${facts.libvirt.reason}): a user counts as gone only when recorded over ${facts.graceSeconds} s ago and its bridge has no port but the vxlan`,
+      );
+    }
+    const graceMs = facts.graceSeconds * 1000;
+    for (const [network, key, name, since] of userEntries()) {
+      const age = facts.now.getTime() - Date.parse(since);
+      const vni = vniOf(network);
+      const ports = vni === undefined ? [] : guestPorts(vni, facts.observed);
+      if (!(age > graceMs) && !Number.isNaN(age)) continue; // may be starting: its tap is not attached yet
+      if (ports.length > 0) continue; // someone is on the bridge; it may be this domain
+      const where = vni === undefined ? 'the network has no devices' : `${bridgeName(vni)} has no port but the vxlan`;
+      dropUser(network, key, name, `${where} and it was recorded ${Number.isNaN(age) ? 'at an unknown time' : `${seconds(age)} ago`} (${why})`);
+    }
+    for (const [key, record] of [...records]) {
+      for (const n of [...record.networks]) {
+        if (broken.has(n.name) || isUser(n.name, key)) continue;
+        // Under the host lock no prepare is under way, so a record without
+        // the user is a start that was cut short (libvirt then stops the domain).
+        const ports = guestPorts(n.vni, facts.observed);
+        const dropped = droppedWhy.get(`${key}\n${n.name}`);
+        if (dropped) dropRecord(key, n, dropped);
+        else if (ports.length === 0) dropRecord(key, n, `not a user of it, and ${bridgeName(n.vni)} has no port but the vxlan`);
+        else left.push(`${record.name} is recorded on ${n.name} but not a user of it, and ${bridgeName(n.vni)} has ports ${ports.join(', ')}: cannot tell whether it runs (${why})`);
+      }
+    }
+  }
+
+  // Users without a record of that network: a release would miss them.
+  for (const [network, key, name] of userEntries()) {
+    if (records.get(key)?.networks.some((n) => n.name === network)) continue;
+    const vni = vniOf(network);
+    if (vni !== undefined) addRecord(key, name, { name: network, vni }, `a user of ${network} without a record of it, which its release needs`);
+  }
+
+  // 3. Devices.
+  for (const def of [...facts.defs].sort((a, b) => a.name.localeCompare(b.name))) {
+    const us = users.get(def.name) ?? {};
+    if (hasUsers(us)) {
+      try {
+        const steps = planEnsure(def, facts.observed);
+        if (steps.length === 0) continue;
+        const changes = describeSteps(steps, facts.observed);
+        actions.push({
+          kind: 'repair',
+          network: def.name,
+          def,
+          changes,
+          lines: changes.map((c) => `repaired ${c.device} (network ${def.name}): ${c.changes.join(', ')}`),
+        });
+      } catch (err) {
+        left.push(`cannot repair network ${def.name}, used by ${Object.values(us).map((u) => u.name).sort().join(', ')}: ${(err as Error).message}`);
+      }
+      continue;
+    }
+    const owned = ownedDevices(def.vni, facts.observed);
+    if (owned.length === 0) continue;
+    const teardown = planTeardown(def.vni, facts.observed);
+    if (teardown.kept) left.push(`left ${owned.join('+')} (network ${def.name}) in place: no users, but ${teardown.kept}`);
+    else actions.push({ kind: 'remove', network: def.name, vni: def.vni, devices: owned, steps: teardown.steps, lines: [`removed ${owned.join('+')} (network ${def.name}): no users`] });
+  }
+  for (const o of orphans) {
+    const label = `${o.devices.join('+')} (${o.name !== undefined ? `network ${o.name}, ` : ''}VNI ${o.vni}, not defined)`;
+    const usedBy = o.name !== undefined ? Object.values(users.get(o.name) ?? {}).map((u) => u.name) : [];
+    if (o.name !== undefined && broken.has(o.name)) {
+      left.push(`left ${label} alone: the definition of ${o.name} cannot be read`);
+    } else if (o.name === undefined && broken.size > 0) {
+      left.push(`left ${label} alone: they may belong to ${[...broken].sort().join(', ')}, whose definition cannot be read`);
+    } else if (usedBy.length > 0) {
+      left.push(`left ${label} in place: used by ${usedBy.sort().join(', ')}`);
+    } else {
+      const teardown = planTeardown(o.vni, facts.observed);
+      if (teardown.kept) left.push(`left ${label} in place: no users, but ${teardown.kept}`);
+      else if (teardown.steps.length === 0) left.push(`left ${label} alone: vxvirt's devices are named ${bridgeName(o.vni)} and vxlan${o.vni}, so these were renamed by someone`);
+      else actions.push({ kind: 'remove', ...(o.name !== undefined ? { network: o.name } : {}), vni: o.vni, devices: o.devices, steps: teardown.steps, lines: [`removed ${label}: no users`] });
+    }
+  }
+  // Records before users, users before devices: the order the hook keeps, so
+  // a reconcile killed half-way leaves what the next run can finish.
+  const order: Array<Action['kind']> = ['finish-release', 'add-record', 'add-user', 'drop-user', 'drop-record', 'repair', 'remove'];
+  actions.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
+  return { actions, left, notes };
+}

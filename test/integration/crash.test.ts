@@ -1,0 +1,253 @@
+// Crash safety: the hook is killed (SIGKILL, as the OOM killer or a host
+// losing power would) at each of its named steps, in each kind of scenario,
+// and then the next thing that happens on that network — the same domain's
+// next hook, another domain's hook, or `vxvirt reconcile` — must converge:
+// no vxvirt device without users, no user without its devices (present and
+// as defined), the host lock free, no release left pending. Then libvirt's
+// remaining releases must leave nothing at all behind.
+//
+// The killed hook is a test bundle built with VXVIRT_CRASH_POINTS=true, run
+// with node exactly as hooks/qemu runs dist/hook.js (libvirt's environment,
+// XML on stdin, inside the host's namespace). Every recovery goes through
+// the real hooks/qemu and dist/.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { bridgeNic, domainXml, repo, TestHost, type IpLink, type Result } from '../support/netns.ts';
+
+const NO_LIBVIRT = { LIBVIRT_DEFAULT_URI: 'qemu:///system?socket=/nonexistent/libvirt-sock' };
+const GROUP_BASE = 0x76000000;
+
+/** Every crashPoint('…') in src/, so a new one cannot go untested. */
+function crashPointsInSource(): string[] {
+  const r = spawnSync('grep', ['-rhoE', "crashPoint\\('[^']+'\\)", join(repo, 'src')], { encoding: 'utf8' });
+  return [...new Set(r.stdout.split('\n').filter(Boolean).map((l) => /'([^']+)'/.exec(l)![1]!))].sort();
+}
+
+/** The hook bundle with crash points compiled in: package.json's build, but VXVIRT_CRASH_POINTS=true. */
+function buildCrashBundle(dir: string): string {
+  const build = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build;
+  const banner = /--banner:js="((?:[^"\\]|\\.)*)"/.exec(build)?.[1]?.replace(/\\(.)/g, '$1');
+  assert.ok(banner, 'the banner of package.json\'s build script');
+  // .mjs: outside the repository no package.json says "type": "module".
+  const out = join(dir, 'hook.mjs');
+  const r = spawnSync(
+    join(repo, 'node_modules/.bin/esbuild'),
+    ['src/hook-main.ts', '--bundle', '--platform=node', '--target=node20', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
+    { cwd: repo, encoding: 'utf8' },
+  );
+  assert.is(r.status, 0, `esbuild: ${r.stderr}`);
+  return out;
+}
+
+// ---- the host ------------------------------------------------------------------
+
+const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
+interface Vm {
+  name: string;
+  xml: string;
+}
+const vm = (name: string, n: number, ...bridges: string[]): Vm => ({
+  name,
+  xml: domainXml(name, uuid(n), bridges.map((b, i) => bridgeNic(b, `52:54:00:00:${String(n).padStart(2, '0')}:${String(i).padStart(2, '0')}`)).join('\n')),
+});
+const vmA = vm('vm-a', 1, 'vxbr42');
+const vmB = vm('vm-b', 2, 'vxbr42');
+const vmC = vm('vm-c', 3, 'vxbr42');
+const vmM = vm('vm-m', 4, 'vxbr42', 'vxbr43');
+const probe = vm('vm-probe', 5, 'vxbr49');
+
+function ok(r: Result, what: string): void {
+  assert.is(r.status, 0, `${what}: exit ${r.status}${r.signal ? ` (${r.signal})` : ''}, stderr: ${r.stderr}`);
+}
+
+const hook = (host: TestHost, v: Vm, op: 'prepare' | 'release', env: Record<string, string> = {}): Result =>
+  host.hook(v.name, op, op === 'prepare' ? 'begin' : 'end', v.xml, env);
+
+const cli = (host: TestHost, ...args: string[]): Result => host.exec(process.execPath, [join(repo, 'dist/cli.js'), ...args], '', NO_LIBVIRT);
+
+/** Back to a host with the definitions and nothing else: no devices of vxvirt's, no state. */
+function reset(host: TestHost): void {
+  for (const name of host.linkNames()) if (/^vx|^vnet/.test(name)) host.exec('ip', ['link', 'del', name]);
+  rmSync(host.env.VXVIRT_STATE_DIR, { recursive: true, force: true });
+}
+
+interface StatusRow {
+  name: string | null;
+  vni: number;
+  defined: boolean;
+  bridge: { exists: boolean; owned?: boolean };
+  vxlan: { exists: boolean; owned?: boolean };
+  domains: Array<{ name: string }>;
+  drift: Array<{ detail: string }>;
+}
+
+function links(host: TestHost): IpLink[] {
+  return JSON.parse(host.ip('-d', '-j', 'link', 'show')) as IpLink[];
+}
+
+function stateFiles(host: TestHost, under = ''): string[] {
+  const r = host.exec('find', [join(host.env.VXVIRT_STATE_DIR, under), '-name', '*.json']);
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+/** The invariants a converged host holds. */
+function assertConverged(host: TestHost, where: string): void {
+  const status = JSON.parse(cli(host, 'status', '--json').stdout) as StatusRow[];
+  assert.equal(status.filter((r) => !r.defined).map((r) => r.vni), [], `${where}: no devices of undefined networks`);
+  const byVni = new Map(status.map((r) => [r.vni, r]));
+  for (const l of links(host)) {
+    const vni = Number(l.group) - GROUP_BASE;
+    if (!(vni >= 1 && vni <= 0xffffff)) continue;
+    const users = byVni.get(vni)?.domains.map((d) => d.name) ?? [];
+    assert.ok(users.length > 0, `${where}: ${l.ifname} (vxvirt's, VNI ${vni}) exists but nobody uses it`);
+  }
+  for (const r of status) {
+    if (r.domains.length === 0) continue;
+    const who = `${where}: network ${r.name}, used by ${r.domains.map((d) => d.name).join(',')}`;
+    assert.ok(r.bridge.exists && r.bridge.owned && r.vxlan.exists && r.vxlan.owned, `${who}: its pair is missing`);
+    assert.equal(r.drift, [], `${who}: its devices differ from the definition`);
+    const vx = host.link(`vxlan${r.vni}`);
+    const br = host.link(`vxbr${r.vni}`);
+    assert.is(vx?.master, `vxbr${r.vni}`, `${who}: vxlan is a port of the bridge`);
+    assert.ok(vx?.flags.includes('UP') && br?.flags.includes('UP'), `${who}: both up`);
+  }
+  assert.equal(stateFiles(host, 'releasing'), [], `${where}: a release is still pending`);
+  // The lock is free: a hook that must take it succeeds within one second (and undoes itself).
+  ok(hook(host, probe, 'prepare', { VXVIRT_LOCK_TIMEOUT: '1' }), `${where}: probe prepare with a 1 s lock timeout`);
+  ok(hook(host, probe, 'release', { VXVIRT_LOCK_TIMEOUT: '1' }), `${where}: probe release with a 1 s lock timeout`);
+  assert.is(host.link('vxbr49'), undefined, `${where}: the probe left nothing`);
+}
+
+/** libvirt's remaining releases; then not a device, not a state file may be left. */
+function assertAllReleased(host: TestHost, running: readonly Vm[], where: string): void {
+  for (const v of running) ok(hook(host, v, 'release'), `${where}: final release of ${v.name}`);
+  const left = links(host).filter((l) => Number(l.group) - GROUP_BASE > 0).map((l) => l.ifname);
+  assert.equal(left, [], `${where}: vxvirt devices left after every domain was released`);
+  assert.equal(stateFiles(host), [], `${where}: state files left after every domain was released`);
+}
+
+// ---- the matrix ----------------------------------------------------------------
+
+interface Scenario {
+  name: string;
+  /** Domains started before the one whose hook is killed. */
+  before: Vm[];
+  op: 'prepare' | 'release';
+  target: Vm;
+  /** Crash points on this scenario's path (the others are asserted not to fire). */
+  reached: string[];
+}
+
+const PREPARE_POINTS = ['prepare:recorded-domain', 'ensure:applied', 'apply:links-done', 'prepare:ensured', 'prepare:recorded-user'];
+const RELEASE_POINTS = ['release:begun', 'release:unrecorded', 'release:torn-down'];
+
+const scenarios: Scenario[] = [
+  { name: 'first prepare on a network', before: [], op: 'prepare', target: vmA, reached: PREPARE_POINTS },
+  // The pair exists and matches: nothing is applied, so the apply points are not on the path.
+  { name: "second domain's prepare on a used network", before: [vmB], op: 'prepare', target: vmA, reached: ['prepare:recorded-domain', 'prepare:ensured', 'prepare:recorded-user'] },
+  { name: 'last release', before: [vmA], op: 'release', target: vmA, reached: RELEASE_POINTS },
+  { name: 'non-last release', before: [vmA, vmB], op: 'release', target: vmA, reached: RELEASE_POINTS },
+  // The first hit of each point is after the first of its two networks: half done.
+  { name: 'multi-network prepare', before: [], op: 'prepare', target: vmM, reached: PREPARE_POINTS },
+  { name: 'multi-network release', before: [vmM], op: 'release', target: vmM, reached: RELEASE_POINTS },
+];
+
+interface Recovery {
+  name: string;
+  /** Runs the recovery; returns the domains libvirt still considers started afterwards. */
+  run(host: TestHost, s: Scenario, started: Vm[]): Vm[];
+}
+
+const recoveries: Recovery[] = [
+  {
+    // What libvirt itself does next for that domain: a failed start is
+    // released; a stopped domain is, some time later, started again.
+    name: 'same domain, next hook',
+    run: (host, s, started) => {
+      if (s.op === 'prepare') {
+        ok(hook(host, s.target, 'release'), 'release after the failed start');
+        return started.filter((v) => v !== s.target);
+      }
+      ok(hook(host, s.target, 'prepare'), 'the domain starts again');
+      return [...started.filter((v) => v !== s.target), s.target];
+    },
+  },
+  {
+    name: 'another domain, next hook',
+    run: (host, _s, started) => {
+      ok(hook(host, vmC, 'prepare'), 'vm-c starts on the network');
+      return [...started, vmC];
+    },
+  },
+  {
+    name: 'vxvirt reconcile',
+    run: (host, _s, started) => {
+      const r = cli(host, 'reconcile');
+      ok(r, `reconcile (stdout: ${r.stdout})`);
+      return started;
+    },
+  },
+];
+
+const results: string[] = [];
+
+const crash = suite<{ host: TestHost; bundle: string; dir: string }>('crash safety');
+
+crash.before((ctx) => {
+  ctx.dir = mkdtempSync(join(tmpdir(), 'vxvirt-crash-'));
+  ctx.bundle = buildCrashBundle(ctx.dir);
+  ctx.host = new TestHost('crash');
+  const host = ctx.host;
+  host.addUnderlay();
+  // Unicast peers: ensuring it takes an ip batch and a bridge batch.
+  ok(cli(host, 'define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101', '--remote', '192.168.8.102'), 'define tut');
+  ok(cli(host, 'define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1'), 'define mc');
+  ok(cli(host, 'define-network', '--no-libvirt', 'probe', '--vni', '49', '--dev', 'ens47f1', '--group', '239.1.1.9'), 'define probe');
+});
+crash.after((ctx) => {
+  ctx.host.destroy();
+  rmSync(ctx.dir, { recursive: true, force: true });
+  process.stdout.write(`\n  crash matrix (point x scenario x recovery):\n${results.map((l) => `    ${l}`).join('\n')}\n`);
+});
+
+crash('every crash point in src/ is in the matrix', () => {
+  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS].sort());
+});
+
+crash('production bundles carry no crash points; the test bundle does', ({ bundle }) => {
+  for (const f of ['dist/hook.js', 'dist/cli.js']) {
+    const text = readFileSync(join(repo, f), 'utf8');
+    assert.not.ok(text.includes('VXVIRT_CRASH_AT'), `${f} must not read VXVIRT_CRASH_AT (npm run build defines VXVIRT_CRASH_POINTS=false)`);
+  }
+  assert.ok(readFileSync(bundle, 'utf8').includes('VXVIRT_CRASH_AT'), 'the test bundle kills itself on request');
+});
+
+for (const s of scenarios) {
+  for (const point of s.op === 'prepare' ? PREPARE_POINTS : RELEASE_POINTS) {
+    for (const rec of recoveries) {
+      crash(`${point} | ${s.name} | ${rec.name}`, ({ host, bundle }) => {
+        const where = `${point} in ${s.name}, recovered by ${rec.name}`;
+        reset(host);
+        for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
+        let started = s.op === 'prepare' ? [...s.before, s.target] : s.before.filter((v) => v !== s.target);
+        const killed = host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, { VXVIRT_CRASH_AT: point });
+        if (!s.reached.includes(point)) {
+          ok(killed, `${point} is not on this path: the hook runs to the end`);
+          results.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${rec.name.padEnd(26)} not reached`);
+          return;
+        }
+        assert.is(killed.signal, 'SIGKILL', `${where}: the hook died of SIGKILL (status ${killed.status}, stderr ${killed.stderr})`);
+        started = rec.run(host, s, started);
+        assertConverged(host, where);
+        assertAllReleased(host, started, where);
+        results.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${rec.name.padEnd(26)} converged`);
+      });
+    }
+  }
+}
+
+crash.run();
