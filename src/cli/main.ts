@@ -6,12 +6,13 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UsageError, exitCodeOf, formatError } from '../errors.ts';
 import { defineNetwork } from './define-network.ts';
+import { redefine, setPeers } from './redefine.ts';
 import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
 
 // Commands in the order `vxvirt --help` lists them.
-const commands = [defineNetwork, undefineNetwork, listNetworks, status, generateCommand, attachCommand, detachCommand];
+const commands = [defineNetwork, setPeers, redefine, undefineNetwork, listNetworks, status, generateCommand, attachCommand, detachCommand];
 
 async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)
