@@ -389,3 +389,30 @@ export async function reconcileHost(options: ReconcileOptions, fx: SurveyEffects
     return { plan, failed, remaining, converged: failed.length === 0 && remaining.actions.length === 0 && remaining.left.length === 0 };
   });
 }
+
+/**
+ * `set-peers`/`redefine`: bring the live devices of a changed network to
+ * `def` — if the network is in use here, that is if it has users or its
+ * devices exist; otherwise nothing is done and the next prepare builds them.
+ * The caller holds the host lock and has refused changes a live device
+ * cannot take (redefine.ts), so the plan only appends and deletes flood
+ * entries and sets MTUs: the vxlan keeps its ifindex, and the peers that
+ * stay keep their forwarding entries. Writes no file. Returns the steps the
+ * first plan asked for (empty when the devices already match), or undefined
+ * when the network is not in use here.
+ */
+export async function updateLiveNetwork(def: NetworkDefinition, fx: Effects = realEffects): Promise<Step[] | undefined> {
+  const observed = await fx.observe({
+    devices: [def.dev, ...pairOf(def.vni)],
+    portsOf: [bridgeName(def.vni)],
+    fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
+  });
+  // A teardown would find something of ours to remove (or to keep for a
+  // foreign port) exactly when vxvirt's devices for this VNI exist.
+  const teardown = planTeardown(def.vni, observed);
+  const devicesExist = teardown.steps.length > 0 || teardown.kept !== undefined;
+  if (!devicesExist && !hasUsers(fx.readUsers(def.name))) return undefined;
+  const steps = planEnsure(def, observed);
+  await ensureNetwork(def, fx);
+  return steps;
+}

@@ -8,7 +8,8 @@ import { defineLibvirtNetwork } from '../libvirt.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
 
-interface Args {
+/** The options that make up a definition (define-network and redefine). */
+export interface DefinitionArgs {
   name: string;
   vni?: unknown;
   dev?: unknown;
@@ -19,11 +20,14 @@ interface Args {
   mtu?: unknown;
   ttl?: unknown;
   learning: boolean;
+}
+
+interface Args extends DefinitionArgs {
   replace: boolean;
   libvirt: boolean;
 }
 
-function definitionFromArgs(argv: Args): NetworkDefinition {
+export function definitionFromArgs(argv: DefinitionArgs): NetworkDefinition {
   return validateDefinition({
     name: argv.name,
     vni: single('vni', argv.vni),
@@ -38,24 +42,29 @@ function definitionFromArgs(argv: Args): NetworkDefinition {
   });
 }
 
+/** NAME and the options of a definition, as define-network and redefine take them. */
+export function definitionOptions(y: Argv): Argv {
+  return y
+    .positional('name', { type: 'string', describe: `network name (${NAME_RULE})` })
+    .option('vni', { type: 'string', describe: 'VXLAN network identifier, 1..16777215', demandOption: '--vni is required' })
+    .option('dev', { type: 'string', describe: 'underlay device the VXLAN packets use', demandOption: '--dev is required' })
+    .option('local', { type: 'string', describe: 'source IP of the VXLAN packets (this host)' })
+    .option('remote', {
+      type: 'string',
+      describe: 'peer host: once for point-to-point, repeated for unicast peers (head-end replication)',
+    })
+    .option('group', { type: 'string', describe: 'multicast group instead of --remote' })
+    .option('dstport', { type: 'string', describe: 'UDP destination port (default 4789)' })
+    .option('mtu', { type: 'string', describe: 'overlay MTU (default: underlay MTU - 50, or - 70 over IPv6)' })
+    .option('ttl', { type: 'string', describe: 'TTL of the VXLAN packets, 1..255 (default: inherit)' })
+    .option('learning', { type: 'boolean', default: true, describe: 'learn remote MACs from received packets (--no-learning)' }) as unknown as Argv;
+}
+
 export const defineNetwork: CommandModule<object, Args> = {
   command: 'define-network <name>',
   describe: 'Record a VXLAN network: its VNI, underlay device and flooding mode',
   builder: (y: Argv) =>
-    y
-      .positional('name', { type: 'string', describe: `network name (${NAME_RULE})` })
-      .option('vni', { type: 'string', describe: 'VXLAN network identifier, 1..16777215', demandOption: '--vni is required' })
-      .option('dev', { type: 'string', describe: 'underlay device the VXLAN packets use', demandOption: '--dev is required' })
-      .option('local', { type: 'string', describe: 'source IP of the VXLAN packets (this host)' })
-      .option('remote', {
-        type: 'string',
-        describe: 'peer host: once for point-to-point, repeated for unicast peers (head-end replication)',
-      })
-      .option('group', { type: 'string', describe: 'multicast group instead of --remote' })
-      .option('dstport', { type: 'string', describe: 'UDP destination port (default 4789)' })
-      .option('mtu', { type: 'string', describe: 'overlay MTU (default: underlay MTU - 50, or - 70 over IPv6)' })
-      .option('ttl', { type: 'string', describe: 'TTL of the VXLAN packets, 1..255 (default: inherit)' })
-      .option('learning', { type: 'boolean', default: true, describe: 'learn remote MACs from received packets (--no-learning)' })
+    definitionOptions(y)
       .option('replace', { type: 'boolean', default: false, describe: 'replace an existing definition of the same name' })
       .option('libvirt', {
         type: 'boolean',

@@ -9,6 +9,7 @@ import { UsageError, exitCodeOf, formatError } from '../errors.ts';
 import { endSession } from '../iproute.ts';
 import { thisCheckout } from '../hook-install.ts';
 import { defineNetwork } from './define-network.ts';
+import { redefine, setPeers } from './redefine.ts';
 import { listNetworks, status, undefineNetwork } from './networks.ts';
 import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
@@ -20,6 +21,8 @@ import { reconcileCommand } from './reconcile.ts';
 // Commands in the order `vxvirt --help` lists them.
 const commands = [
   defineNetwork,
+  setPeers,
+  redefine,
   undefineNetwork,
   listNetworks,
   status,

@@ -10,7 +10,7 @@
 //   /etc/libvirt          per-host config: libvirtd.conf, qemu.conf, empty qemu/,
 //                         hooks/qemu -> <repo>/hooks/qemu
 //   /etc/vxvirt           per-host vxvirt config (networks/*.json)
-//   /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /run: per-host dirs
+//   /var/log, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /run: per-host dirs
 //   /dev/kvm              a private 0666 node (libvirtd stops re-probing QEMU)
 // All per-host dirs live under /run/vxvirt-lab/<lab>/hN/ and are re-bound at the
 // same path inside the host, so paths in domain XML (serial logs) are the same
@@ -268,6 +268,8 @@ mount -t overlay vxlab-etc -o lowerdir=/etc,upperdir=$H/etc-upper,workdir=$H/etc
 mkdir -p /etc/libvirt /etc/vxvirt
 mount --bind $H/etc-libvirt /etc/libvirt
 mount --bind $H/etc-vxvirt /etc/vxvirt
+# The host's own /var/log (vxvirt's change log among others), then libvirt's dirs.
+mount --bind $H/var-log /var/log
 for d in lib cache log; do
   mkdir -p /var/$d/libvirt
   mount --bind $H/var-$d-libvirt /var/$d/libvirt
@@ -504,6 +506,7 @@ export class Host {
       'var-lib-libvirt/images',
       'var-cache-libvirt/qemu',
       'var-log-libvirt/qemu',
+      'var-log',
       'kvm',
       'run/vxvirt-lab',
       'run/lock',

@@ -49,8 +49,9 @@ export class TestHost {
     this.ip('link', 'set', 'lo', 'up');
   }
 
-  get env(): { VXVIRT_CONFIG_DIR: string; VXVIRT_STATE_DIR: string } {
-    return { VXVIRT_CONFIG_DIR: join(this.dir, 'etc'), VXVIRT_STATE_DIR: join(this.dir, 'run') };
+  /** The host's dirs, and its change log: never the machine's syslog or /var/log. */
+  get env(): { VXVIRT_CONFIG_DIR: string; VXVIRT_STATE_DIR: string; VXVIRT_LOG_FILE: string } {
+    return { VXVIRT_CONFIG_DIR: join(this.dir, 'etc'), VXVIRT_STATE_DIR: join(this.dir, 'run'), VXVIRT_LOG_FILE: join(this.dir, 'vxvirt.log') };
   }
 
   ip(...args: string[]): string {
