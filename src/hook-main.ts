@@ -3,6 +3,7 @@ import { readSync } from 'node:fs';
 import { decodeDomainXml, MAX_DOMAIN_XML_BYTES, tooLarge } from './domain-xml.ts';
 import { runHook } from './hook.ts';
 import { endSession, startSession } from './iproute.ts';
+import { flushChangeLog } from './lifecycle.ts';
 
 /**
  * Read stdin synchronously, at most MAX_DOMAIN_XML_BYTES, strictly UTF-8
@@ -47,4 +48,5 @@ try {
   });
 } finally {
   endSession();
+  flushChangeLog();
 }

@@ -23,10 +23,17 @@ export interface HookDeps {
   /** The definition of a network by name; undefined if there is none; throws for a broken file. */
   findDefinition(name: string): NetworkDefinition | undefined;
   findDefinitionByVni(vni: number): VniLookup;
+  /** Keys of the domains recorded under this name (for a release whose XML cannot be read). */
+  domainKeysNamed(name: string): string[];
   effects: Effects;
 }
 
-const realDeps: HookDeps = { findDefinition: store.findDefinition, findDefinitionByVni: store.findDefinitionByVni, effects: realEffects };
+const realDeps: HookDeps = {
+  findDefinition: store.findDefinition,
+  findDefinitionByVni: store.findDefinitionByVni,
+  domainKeysNamed: (name) => store.listDomainRecords().filter((d) => d.record.name === name).map((d) => d.key),
+  effects: realEffects,
+};
 
 const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
 
@@ -64,7 +71,16 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
     return 0;
   }
   try {
-    const domain = readDomain(await io.readStdin());
+    let domain: DomainInfo;
+    try {
+      domain = readDomain(await io.readStdin());
+    } catch (err) {
+      // A stopped domain must not keep its networks because its XML was
+      // unreadable: libvirt's DOMAIN argument still names it.
+      const [name] = argv;
+      if (operation === 'release end' && name) for (const key of deps.domainKeysNamed(name)) await releaseDomain(key, deps.effects);
+      throw err;
+    }
     if (operation === 'release end') await releaseDomain(domain.key, deps.effects);
     // reconnect: libvirtd restarted with this domain running.
     else if (operation === 'reconnect begin') await reconnectDomain(domain, definitionsFor(domain, deps), deps.effects);

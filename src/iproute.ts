@@ -283,6 +283,17 @@ export interface ObserveQuery {
  * mode). A device that does not exist is simply absent; any other error fails.
  */
 export async function observe(query: ObserveQuery): Promise<Observed> {
+  try {
+    return await observeOnce(query);
+  } catch (err) {
+    // ip exits on some lookups (a device deleted by someone else between two
+    // of our commands): read once more through a fresh process.
+    if (!session?.failed) throw err;
+    return observeOnce(query);
+  }
+}
+
+async function observeOnce(query: ObserveQuery): Promise<Observed> {
   const ip = startSession();
   const links = new Map<string, Link>();
   const read = async (commands: string[]): Promise<void> => {
@@ -322,9 +333,15 @@ export async function observeAll(fdbDevices: readonly string[] = []): Promise<Ob
  */
 export async function apply(steps: readonly Step[]): Promise<void> {
   const ip = startSession();
-  for (const line of renderIpBatch(steps)) {
-    const errors = (await ip.command(line)).filter((l) => !isJson(l) && !isBatchNoise(l));
-    if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${line}')`);
+  try {
+    for (const line of renderIpBatch(steps)) {
+      const errors = (await ip.command(line)).filter((l) => !isJson(l) && !isBatchNoise(l));
+      if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${line}')`);
+    }
+  } finally {
+    // ip caches name -> ifindex for the life of the process: after a delete,
+    // a re-created device of the same name would be looked up by its old index.
+    if (steps.some((s) => s.op === 'delete' || s.op === 'delete-group')) endSession();
   }
   const fdbLines = renderBridgeBatch(steps);
   if (fdbLines.length > 0) {

@@ -10,7 +10,8 @@
 // or `vxvirt reconcile` — can finish the job. `crashPoint` marks those steps
 // for the tests that kill the hook there; it is compiled out of dist/.
 import { crashPoint } from './crash-point.ts';
-import { InternalError, VxvirtError, warn } from './errors.ts';
+import { InternalError, NotFoundError, VxvirtError, warn } from './errors.ts';
+import { logChanges, type Change } from './log.ts';
 import * as iproute from './iproute.ts';
 import type { ObserveQuery } from './iproute.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
@@ -20,13 +21,14 @@ import * as store from './store.ts';
 import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork } from './store.ts';
 import { addUser, hasUsers, removeUser, type Users } from './users.ts';
 
-/** One change to the host, for the log. */
-export interface Change {
-  action: 'created' | 'repaired' | 'deleted' | 'user-added' | 'user-removed';
-  network: string;
-  domain?: string;
-  devices?: string[];
-  detail?: string;
+export type { Change };
+
+/** Changes made in this process, logged together by flushChangeLog (one logger process per hook run). */
+const changeLog: Change[] = [];
+
+/** Log the changes made so far (the entry points call it once, at the end). */
+export function flushChangeLog(): void {
+  if (changeLog.length > 0) logChanges(changeLog.splice(0));
 }
 
 /** The effects lifecycle needs; tests replace them with fakes. */
@@ -40,6 +42,8 @@ export interface Effects {
   beginRelease(key: string): DomainRecord | undefined;
   pendingReleases(): PendingRelease[];
   endRelease(key: string): void;
+  /** The network's definition as it is now (undefined: no longer defined). */
+  rereadDefinition(def: NetworkDefinition): NetworkDefinition | undefined;
   withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T>;
   warn(message: string): void;
   log(change: Change): void;
@@ -56,9 +60,10 @@ export const realEffects: Effects = {
   beginRelease: store.beginRelease,
   pendingReleases: store.pendingReleases,
   endRelease: store.endRelease,
+  rereadDefinition: (def) => store.findDefinition(def.name),
   withHostLock: store.withHostLock,
   warn,
-  log: () => undefined,
+  log: (change) => void changeLog.push(change),
   now: () => new Date(),
 };
 
@@ -166,6 +171,18 @@ async function finishPendingReleases(fx: Effects): Promise<void> {
   }
 }
 
+/**
+ * The definitions as they are now that the lock is held: the hook read them
+ * before waiting for it, and a `set-peers` may have changed one meanwhile.
+ */
+function current(defs: readonly NetworkDefinition[], fx: Effects): NetworkDefinition[] {
+  return defs.map((d) => {
+    const now = fx.rereadDefinition(d);
+    if (!now) throw new NotFoundError(`network ${d.name} was undefined while the domain was starting`);
+    return now;
+  });
+}
+
 /** Add networks to the domain's record (before its users entries: the record is a superset). Returns those it added. */
 function extendRecord(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects): RecordedNetwork[] {
   const record = fx.readDomainRecord(domain.key) ?? { name: domain.name, networks: [] };
@@ -195,6 +212,7 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
   if (defs.length === 0) return;
   await fx.withHostLock(`prepare ${domain.name}`, async () => {
     await finishPendingReleases(fx);
+    defs = current(defs, fx);
     const addedToRecord = extendRecord(domain, defs, fx);
     const touched: NetworkDefinition[] = [];
     const addedToUsers: NetworkDefinition[] = [];
@@ -231,6 +249,7 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
   if (defs.length === 0) return;
   const failures = await fx.withHostLock(`reconnect ${domain.name}`, async () => {
     await finishPendingReleases(fx);
+    defs = defs.map((d) => fx.rereadDefinition(d) ?? d); // a running guest keeps what it has
     extendRecord(domain, defs, fx);
     const errors: string[] = [];
     for (const def of defs) {

@@ -7,6 +7,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { UsageError, exitCodeOf, formatError } from '../errors.ts';
 import { endSession } from '../iproute.ts';
+import { flushChangeLog } from '../lifecycle.ts';
 import { thisCheckout } from '../hook-install.ts';
 import { defineNetwork } from './define-network.ts';
 import { redefine, setPeers } from './redefine.ts';
@@ -68,4 +69,5 @@ try {
   process.exitCode = exitCodeOf(err);
 } finally {
   endSession();
+  flushChangeLog();
 }

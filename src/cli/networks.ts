@@ -87,7 +87,7 @@ export const status: CommandModule<object, JsonArgs> = {
   builder: jsonExamples('status', 'bridge and VXLAN device state, users and drift per network'),
   handler: async (argv: ArgumentsCamelCase<JsonArgs>) => {
     const { defs, broken } = store.loadDefinitions();
-    for (const b of broken) warn(`${b.error.message} (network ${b.name} is not shown)`);
+    for (const b of broken) warn(`skipping network ${b.name}: ${b.error.message}`);
     const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
     const observed = await iproute.observeAll(unicast);
     const rows = defs.map((def) => {

@@ -76,7 +76,7 @@ function check(ctx: Ctx, what: string, r: Confined, want: Expect, before: Map<st
   }
   expect(r.tempFiles.length === 0, `${what}: left ${r.tempFiles.join(', ')} in /tmp, /dev/shm, HOME or the working directory`);
   const changed = changes(before, listing(ctx.host.dir, ['probe']));
-  const outside = changed.filter((c) => !(allowState && c.slice(1).startsWith('run')));
+  const outside = changed.filter((c) => !(allowState && (c.slice(1).startsWith('run') || c.slice(1) === 'vxvirt.log')));
   expect(outside.length === 0, `${what}: wrote ${outside.join(', ')}`);
 }
 
@@ -88,7 +88,10 @@ interface HookCase {
   domain?: string;
   xml: string | Buffer;
   prepare: Expect;
-  /** Defaults: exit 0, with the same line as prepare. */
+  /**
+   * Default: exit 0, silent — the domain's UUID is readable in the first
+   * 4 KiB and it was never recorded, so hooks/qemu ends without node.
+   */
   release?: Expect;
   reconnect?: Expect;
   /** A NIC on vxbr42 that prepare makes (and release removes) the pair for. */
@@ -118,7 +121,7 @@ function hookCases(canary: string): HookCase[] {
   const badAt = xmlOf('bad').indexOf('bad') + 1;
   return [
     { name: 'empty stdin', xml: '', prepare: { status: 0 }, release: { status: 0, line: /domain XML is not well-formed: line 1 column 1: no root element/ } },
-    { name: 'not XML', xml: "this is not XML but names bridge='vxbr42'", prepare: notXml(/domain XML is not well-formed: line 1 column 1: text is not allowed outside the root element/) },
+    { name: 'not XML', xml: "this is not XML but names bridge='vxbr42'", prepare: notXml(/domain XML is not well-formed: line 1 column 1: text is not allowed outside the root element/), release: { status: 0, line: /domain XML is not well-formed: line 1 column 1: text is not allowed outside the root element/ } },
     { name: 'truncated XML', xml: complete.slice(0, complete.indexOf("bridge='vxbr42'/>") + 17), prepare: notXml(/domain XML is not well-formed: line \d+ column \d+: <interface> is not closed/) },
     { name: 'billion laughs (DOCTYPE with entities)', xml: `${laughs}\n${xmlOf('&lol9;').replace('&amp;lol9;', '&lol9;')}`, prepare: notXml(/line 2 column 1: a DOCTYPE is not supported in domain XML/) },
     {
@@ -127,13 +130,13 @@ function hookCases(canary: string): HookCase[] {
       prepare: notXml(/line 1 column 1: a DOCTYPE is not supported/),
     },
     { name: 'entity reference without a DTD', xml: xmlOf('x').replace('<name>x</name>', '<name>&lol9;</name>'), prepare: notXml(/unknown entity &lol9; \(only &lt; &gt; &amp; &quot; &apos; are defined\)/) },
-    { name: '20 MB <description>', xml: xmlOf('big', nic42, `  <description>${'x'.repeat(20_000_000)}</description>\n`), prepare: notXml(/domain XML on stdin is larger than 8 MiB, which no libvirt domain's XML is/) },
-    { name: '20 MB of NICs (300,000)', xml: xmlOf('nics', Array.from({ length: 300_000 }, () => nic42).join('\n')), prepare: notXml(/larger than 8 MiB/) },
+    { name: '20 MB <description>', xml: xmlOf('big', nic42, `  <description>${'x'.repeat(20_000_000)}</description>\n`), prepare: notXml(/domain XML on stdin is larger than 8 MiB, which no libvirt domain's XML is/), release: { status: 0, line: /domain XML on stdin is larger than 8 MiB, which no libvirt domain's XML is/ } },
+    { name: '20 MB of NICs (300,000)', xml: xmlOf('nics', Array.from({ length: 300_000 }, () => nic42).join('\n')), prepare: notXml(/larger than 8 MiB/), release: { status: 0, line: /larger than 8 MiB/ } },
     { name: '5,000 NICs on vxvirt bridges', xml: xmlOf('many', Array.from({ length: 5000 }, (_, i) => bridgeNic('vxbr42', `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`)).join('\n')), prepare: { status: 0 }, builds: true },
     { name: '8 MiB of empty elements (densest under the cap)', xml: dense, prepare: { status: 0 }, builds: true },
     { name: 'elements nested 100,000 deep', xml: xmlOf('deep', nic42, `  <metadata>${'<a>'.repeat(100_000)}${'</a>'.repeat(100_000)}</metadata>\n`), prepare: notXml(/elements are nested more than 256 deep/) },
     { name: '300,000 attributes on one element', xml: xmlOf('attrs').replace("<domain type='qemu'>", `<domain type='qemu' ${Array.from({ length: 300_000 }, (_, i) => `a${i}=''`).join(' ')}>`), prepare: { status: 0 }, builds: true },
-    { name: 'a duplicate attribute among 300,000', xml: xmlOf('dup').replace("<domain type='qemu'>", `<domain type='qemu' ${Array.from({ length: 300_000 }, (_, i) => `a${i}=''`).join(' ')} a7=''>`), prepare: notXml(/attribute a7 appears twice in <domain>/) },
+    { name: 'a duplicate attribute among 300,000', xml: xmlOf('dup').replace("<domain type='qemu'>", `<domain type='qemu' ${Array.from({ length: 300_000 }, (_, i) => `a${i}=''`).join(' ')} a7=''>`), prepare: notXml(/attribute a7 appears twice in <domain>/), release: { status: 0, line: /attribute a7 appears twice in <domain>/ } },
     { name: 'shell metacharacters in the domain name', domain: metachars(canary), xml: xmlOf(metachars(canary)), prepare: { status: 0 }, builds: true },
     {
       name: 'shell metacharacters in bridge and network names',
@@ -165,7 +168,7 @@ function hookCases(canary: string): HookCase[] {
       xml: xmlOf('nul', bridgeNic('br0'), `  <description>a\0b</description>\n`),
       prepare: { status: 0 },
       reconnect: { status: 0 },
-      release: { status: 0, line: /line \d+ column \d+: character U\+0000 is not allowed in XML/ },
+      release: { status: 0 },
     },
     { name: 'control character (terminal escape) reference', xml: xmlOf('esc').replace('<name>esc</name>', '<name>x&#x1b;]0;owned&#7;</name>'), prepare: notXml(/character reference &#x1b; is U\+001B, which XML does not allow/) },
     { name: 'invalid UTF-8', xml: Buffer.concat([Buffer.from(xmlOf('bad').split('bad')[0]!), Buffer.from([0x62, 0xff, 0xc0, 0xaf]), Buffer.from(xmlOf('bad').split('bad').slice(1).join('bad'))]), prepare: notXml(new RegExp(`domain XML on stdin is not valid UTF-8: byte 0xFF at offset ${badAt}$`, 'm')) },
@@ -180,7 +183,7 @@ it('hook: each hostile input, for prepare, reconnect and release', (ctx) => {
     const steps: Array<[string, string, Expect]> = [
       ['prepare', 'begin', c.prepare],
       ['reconnect', 'begin', c.reconnect ?? failure],
-      ['release', 'end', c.release ?? failure],
+      ['release', 'end', c.release ?? { status: 0 }],
     ];
     for (const [op, subop, want] of steps) {
       const before = listing(host.dir, ['probe']);
@@ -206,7 +209,7 @@ it('hook: each hostile input, for prepare, reconnect and release', (ctx) => {
 
 it('hook: a stack trace only with VXVIRT_DEBUG=1', (ctx) => {
   const before = listing(ctx.host.dir, ['probe']);
-  const r = runConfined(ctx.host, ctx.host.hookPath, ['fuzz', 'prepare', 'begin', '-'], { input: "<domain bridge='x'>", env: { VXVIRT_DEBUG: '1' } });
+  const r = runConfined(ctx.host, ctx.host.hookPath, ['fuzz', 'prepare', 'begin', '-'], { input: "<domain bridge='vxbr42'>", env: { VXVIRT_DEBUG: '1' } });
   assert.is(r.status, 1);
   assert.match(r.stderr, /^vxvirt: DomainXmlError: domain XML is not well-formed: line 1 column 1: <domain> is not closed\n/);
   assert.match(r.stderr, STACK_LINE);

@@ -109,6 +109,8 @@ export class FakeHost {
         if (Object.keys(users).length === 0) this.users.delete(network);
         else this.users.set(network, users);
       },
+      // What the store holds now (defs, when a test sets them), else the caller's own.
+      rereadDefinition: (def) => this.defs.find((d) => d.name === def.name) ?? def,
       readDomainRecord: (key) => structuredClone(this.domains.get(key)),
       writeDomainRecord: (key, record) => {
         if (!this.lockHeld) throw new Error('domain record written without the host lock');

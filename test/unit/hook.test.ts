@@ -33,6 +33,7 @@ function harness(defs = [tut, gone], broken: Array<{ name: string; error: Error 
           const def = defs.find((d) => d.vni === vni);
           return def ? { def, broken: [] } : { broken };
         },
+        domainKeysNamed: (name) => [...host.domains].filter(([, r]) => r.name === name).map(([k]) => k),
         effects: host.effects(),
       },
     );
@@ -102,6 +103,15 @@ test('an unreadable definition stops only the domains that may need it', async (
   assert.is(await h.run('prepare', 'begin', byName), 1, 'a NIC naming the broken network fails');
   assert.is(await h.run('release', 'end', xml('vxbr42')), 0);
   assert.not.ok(h.host.links.has('vxbr42'), 'release still tears down the readable networks');
+});
+
+test('a release whose XML cannot be read still lets the domain named by libvirt go', async () => {
+  const h = harness();
+  assert.is(await h.run('prepare', 'begin', xml('vxbr42')), 0);
+  assert.is(await h.run('release', 'end', '<domain><name>vm1'), 0);
+  assert.match(h.errors[0] ?? '', /^vxvirt: domain XML is not well-formed/);
+  assert.not.ok(h.host.links.has('vxbr42'), 'the pair of vm1 is gone');
+  assert.is(h.host.domains.size, 0);
 });
 
 test.run();

@@ -149,7 +149,7 @@ test('every change is logged once, with domain and network', async () => {
   await ensureForDomain(A, [tut], h.effects());
   await releaseDomain(A.key, h.effects());
   assert.equal(
-    h.changes.map((c) => `${c.action} ${c.network} ${c.domain ?? '-'} ${(c.devices ?? []).join('+')}`),
+    h.changes.map((c) => `${c.action} ${c.network} ${c.domain ?? '-'} ${((c.devices as string[] | undefined) ?? []).join('+')}`),
     ['created tut a vxbr42+vxlan42', 'user-added tut a ', 'user-removed tut a ', 'deleted tut a vxbr42+vxlan42'],
   );
 });
@@ -258,6 +258,25 @@ test('one failing action does not stop the others, and the run says it has not c
   assert.is(h.links.has('vxbr43'), false, 'the removal after the failed repair was carried out');
   assert.is(r.converged, false);
   assert.equal(r.remaining.actions.map((a) => a.kind), ['repair']);
+});
+
+test('prepare uses the definition as it is once the lock is held, not as the hook first read it', async () => {
+  const h = host();
+  const peers = validateDefinition({ name: 'uc', vni: 45, dev: 'ens47f1', remotes: ['192.168.8.101', '192.168.8.102'] });
+  const changed = validateDefinition({ name: 'uc', vni: 45, dev: 'ens47f1', remotes: ['192.168.8.101', '192.168.8.103'] });
+  h.defs = [changed]; // a set-peers ran while this prepare waited for the lock
+  await ensureForDomain(A, [peers], h.effects());
+  assert.equal(h.fdb.get('vxlan45'), ['192.168.8.101', '192.168.8.103']);
+  h.defs = [];
+  const gone = validateDefinition({ name: 'gone', vni: 46, dev: 'ens47f1', remotes: ['192.168.8.101'] });
+  const fx = { ...h.effects(), rereadDefinition: () => undefined };
+  try {
+    await ensureForDomain(B, [gone], fx);
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /network gone was undefined while the domain was starting/);
+  }
+  assert.not.ok(h.links.has('vxbr46'));
 });
 
 test.run();
