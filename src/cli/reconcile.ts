@@ -91,9 +91,8 @@ export const reconcileCommand: CommandModule<object, ReconcileArgs> = {
         describe: 'without libvirt, a user younger than this many seconds is kept (its guest may be starting)',
       })
       .option('libvirt', { type: 'boolean', default: true, describe: 'ask libvirt which domains run (--no-libvirt: judge by age and bridge ports)' })
-      .epilogue(
-        'Exit status 0 when the host has converged (with --dry-run: when there is nothing to change or to look at), 11 otherwise.',
-      ) as unknown as Argv<ReconcileArgs>,
+      .example('$0 reconcile --dry-run', 'what would change; exit 11 if anything would (0: converged)')
+      .example('$0 reconcile', 'after a crash, a reboot or a hand edit: repair, drop stale users, remove unused pairs') as unknown as Argv<ReconcileArgs>,
   handler: async (argv: ArgumentsCamelCase<ReconcileArgs>) => {
     const grace = graceSeconds(argv.grace);
     const libvirt: LibvirtFacts = argv.libvirt ? await askLibvirt() : { reachable: false, reason: '--no-libvirt' };

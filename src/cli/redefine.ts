@@ -146,7 +146,8 @@ export const setPeers: CommandModule<object, SetPeersArgs> = {
         type: 'string',
         describe: 'peer host, repeated: the whole new list (one alone makes the network point-to-point)',
         demandOption: '--remote is required: give every peer, e.g. --remote 192.168.8.101 --remote 192.168.8.102',
-      }) as unknown as Argv<SetPeersArgs>,
+      })
+      .example('$0 set-peers tenant2 --remote 192.168.8.101 --remote 192.168.8.103', 'swap peer .102 for .103 while guests run: .101 keeps its entry') as unknown as Argv<SetPeersArgs>,
   handler: async (argv: ArgumentsCamelCase<SetPeersArgs>) => {
     const remotes = list(argv.remote);
     const outcome = await changeNetwork(argv.name, 'set-peers', (old) => {
@@ -166,7 +167,11 @@ export const setPeers: CommandModule<object, SetPeersArgs> = {
 export const redefine: CommandModule<object, DefinitionArgs> = {
   command: 'redefine <name>',
   describe: 'Change a defined network (options as define-network: the whole new definition); a network in use is updated in place where the kernel allows',
-  builder: (y: Argv) => definitionOptions(y) as unknown as Argv<DefinitionArgs>,
+  builder: (y: Argv) =>
+    definitionOptions(y).example(
+      '$0 redefine tenant1 --vni 42 --dev ens47f1 --local 192.168.8.100 --remote 192.168.8.101 --mtu 1400',
+      'lower the MTU of a network in use (both devices take it in place)',
+    ) as unknown as Argv<DefinitionArgs>,
   handler: async (argv: ArgumentsCamelCase<DefinitionArgs>) => {
     const next = definitionFromArgs(argv);
     const outcome = await changeNetwork(next.name, 'redefine', () => next);

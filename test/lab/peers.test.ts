@@ -82,7 +82,7 @@ step('set-peers on h1 while uc-h1 pings uc-h2 every 0.2 s: no ping lost, same vx
   assert.equal(await h1.domains('--state-running'), ['uc-h1', 'uc-h1b']);
   const logged = (await h1.exec(['cat', '/var/log/vxvirt.log'], { check: true })).stdout.trim();
   log(`h1 /var/log/vxvirt.log: ${logged}`);
-  assert.match(logged, new RegExp(`network=uc action=peers-changed command=set-peers peers=${h2.ip},${h3.ip} added=${h3.ip} removed=${ABSENT} devices=vxbr101,vxlan101 live=true$`.replace(/\./g, '\\.')));
+  assert.match(logged, new RegExp(`network=uc action=peers-changed command=set-peers peers=${h2.ip},${h3.ip} added=${h3.ip} removed=${ABSENT} devices=vxbr101,vxlan101 live=true$`.replace(/\./g, '\\.'), 'm'));
 });
 
 step('while guests run, a change that needs a new vxlan device is refused and changes nothing', async (lab) => {
