@@ -37,7 +37,7 @@ function hookBench(): { rows: Row[]; summary: HookSummary } {
   try {
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(repo, 'test/bench/hook-inside.ts')], {
       cwd: repo,
-      env: { ...process.env, VXVIRT_CONFIG_DIR: join(dir, 'etc'), VXVIRT_STATE_DIR: join(dir, 'run') },
+      env: { ...process.env, VXVIRT_CONFIG_DIR: join(dir, 'etc'), VXVIRT_STATE_DIR: join(dir, 'run'), VXVIRT_LOG_FILE: join(dir, 'vxvirt.log') },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       maxBuffer: 64 << 20,
@@ -72,8 +72,10 @@ out('| target | result | |');
 out('|---|---|---|');
 out(`| lifecycle vs shell hook ≤ 1.5 (aim ≤ 1.0) | ${s.lifecycleRatio.toFixed(2)} (at scale ${s.lifecycleRatioAtScale.toFixed(2)}) | ${verdict(s.lifecycleRatio <= 1.5)} |`);
 out(`| ignored operations and domains without vxvirt NICs ≤ 10 ms | worst median ${ms(s.ignoredWorst)} ms | ${verdict(s.ignoredWorst <= 10)} |`);
-out(`| scale: 1,000 networks + 500 domains ≤ 1.15 × 1 network | ${s.scaleRatio.toFixed(2)} (shell hook, same rounds: ${s.shellScaleRatio.toFixed(2)}) | ${verdict(s.scaleRatio <= 1.15)} |`);
+// The shell hook's own change between the two phases is drift of the machine: divided out, what is left is vxvirt's growth.
+const corrected = s.scaleRatio / s.shellScaleRatio;
+out(`| scale: 1,000 networks + 500 domains ≤ 1.15 × 1 network | ${s.scaleRatio.toFixed(2)}; the shell hook in the same rounds ${s.shellScaleRatio.toFixed(2)}, so vxvirt's own growth ${corrected.toFixed(2)} | ${verdict(s.scaleRatio <= 1.15)}${s.scaleRatio > 1.15 && corrected <= 1.15 ? ' (met once drift is divided out)' : ''} |`);
 out(`| burst: 64 prepares over 8 VNIs | ${ms(s.burstPrepareTotal)} ms total, longest hook ${ms(s.burstPrepareLongest)} ms; 64 releases ${ms(s.burstReleaseTotal)} ms | reported |`);
 if (virsh) {
-  out(`| virsh start + destroy, vxvirt vs bridge made beforehand ≤ 1.10 (aim ≤ 1.03) | ${virsh.ratio.toFixed(3)} | ${verdict(virsh.ratio <= 1.1)} |`);
+  out(`| virsh start + destroy, vxvirt vs bridge made beforehand ≤ 1.10 (aim ≤ 1.03) | ${virsh.ratio.toFixed(3)} (the shell hook: ${virsh.shellRatio.toFixed(3)}) | ${verdict(virsh.ratio <= 1.1)} |`);
 }

@@ -324,8 +324,12 @@ export interface LabOptions {
   /** Short name, part of the namespace names: [a-z0-9]{1,12}. */
   name: string;
   hosts: number;
-  /** Install <repo>/hooks/qemu as each host's /etc/libvirt/hooks/qemu (default true). */
-  hook?: boolean;
+  /**
+   * Install <repo>/hooks/qemu as each host's /etc/libvirt/hooks/qemu (default
+   * true); false installs none; a path installs that file instead (the
+   * benchmark's hand-written shell hook).
+   */
+  hook?: boolean | string;
   log?: Log;
 }
 
@@ -518,7 +522,8 @@ export class Host {
     writeFileSync(join(d, 'etc-libvirt', 'qemu.conf'), QEMU_CONF);
     writeFileSync(join(d, 'etc-libvirt', 'virtlogd.conf'), '');
     writeFileSync(join(d, 'etc-libvirt', 'libvirt.conf'), '');
-    if (this.lab.options.hook !== false) symlinkSync(join(REPO, 'hooks', 'qemu'), join(d, 'etc-libvirt', 'hooks', 'qemu'));
+    const hook = this.lab.options.hook;
+    if (hook !== false) symlinkSync(typeof hook === 'string' ? hook : join(REPO, 'hooks', 'qemu'), join(d, 'etc-libvirt', 'hooks', 'qemu'));
 
     const ns = this.netns;
     const sh = async (cmd: string[]) => run(cmd, { check: true });
