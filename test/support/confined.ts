@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { LIBVIRT_HOOK_ENV, type TestHost } from './netns.ts';
+import { LIBVIRT_HOOK_ENV, repo, type TestHost } from './netns.ts';
 
 /** Where confined hosts keep their files: not under /tmp, which the process gets a private copy of. */
 export const WORKSPACE_PARENT = '/var/tmp';
@@ -31,13 +31,18 @@ export interface Confined {
   tempFiles: string[];
 }
 
+// A checkout that itself lives under /tmp (a CI clone) is bound back into the
+// private /tmp at the same path, so the hook and the CLI are still there; the
+// listing afterwards leaves it out.
 const SCRIPT = `
-probe=$1; limit=$2; shift 2
+probe=$1; limit=$2; repo=$3; shift 3
+case $repo in /tmp/*) mkdir "$probe/repo" && mount --bind "$repo" "$probe/repo" || exit 90 ;; esac
 mount -t tmpfs -o size=64m,mode=1777 vxtmp /tmp && mount -t tmpfs -o size=16m,mode=1777 vxshm /dev/shm || exit 90
+case $repo in /tmp/*) mkdir -p "$repo" && mount --bind "$probe/repo" "$repo" || exit 90 ;; esac
 mkdir /tmp/home /tmp/cwd && cd /tmp/cwd || exit 91
 /usr/bin/time -f '%e %M' -o "$probe/time" timeout -k 2 "$limit" "$@"
 status=$?
-find /tmp /dev/shm -mindepth 1 > "$probe/after"
+find /tmp /dev/shm -mindepth 1 -path "$repo" -prune -o -print > "$probe/after"
 exit $status
 `;
 
@@ -61,7 +66,7 @@ export function runConfined(
   const env = Object.entries({ ...LIBVIRT_HOOK_ENV, HOME: '/tmp/home', ...host.env, ...opts.env }).map(([k, v]) => `${k}=${v}`);
   const r = spawnSync(
     'ip',
-    ['netns', 'exec', host.ns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', SCRIPT, 'sh', probe, String(opts.limitSeconds ?? 10), 'env', '-i', ...env, cmd, ...args],
+    ['netns', 'exec', host.ns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', SCRIPT, 'sh', probe, String(opts.limitSeconds ?? 10), repo, 'env', '-i', ...env, cmd, ...args],
     { input: opts.input ?? '', env: { PATH: LIBVIRT_HOOK_ENV.PATH }, maxBuffer: 64 * 1024 * 1024 },
   );
   // A process that stops reading stdin early is fine (libvirt ignores EPIPE too).
@@ -72,7 +77,10 @@ export function runConfined(
   const timeLines = existsSync(join(probe, 'time')) ? readFileSync(join(probe, 'time'), 'utf8').trim().split('\n') : [];
   const [seconds, peakKiB] = (timeLines[timeLines.length - 1] ?? 'NaN NaN').split(' ').map(Number);
   const tempFiles = existsSync(join(probe, 'after'))
-    ? readFileSync(join(probe, 'after'), 'utf8').split('\n').filter(Boolean).filter((f) => !EMPTY_DIRS.includes(f))
+    ? readFileSync(join(probe, 'after'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .filter((f) => !EMPTY_DIRS.includes(f) && !repo.startsWith(`${f}/`)) // the directories leading to a checkout under /tmp
     : ['(no listing: the run did not finish)'];
   return {
     status,
