@@ -227,7 +227,7 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
     const why = 'libvirt unreachable';
     if (userEntries().length > 0 || records.size > 0) {
       notes.push(
-        `libvirt is unreachable (${facts.libvirt.reason}): a user counts as gone only when recorded over ${facts.graceSeconds} s ago and its bridge has no port but the vxlan`,
+        `${facts.libvirt.reason === '--no-libvirt' ? 'libvirt is not asked (--no-libvirt)' : `libvirt is unreachable (${facts.libvirt.reason})`}: a user counts as gone only when recorded over ${facts.graceSeconds} s ago and its bridge has no port but the vxlan`,
       );
     }
     const graceMs = facts.graceSeconds * 1000;
