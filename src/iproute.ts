@@ -114,20 +114,20 @@ async function run(cmd: string, args: readonly string[], input = ''): Promise<st
 }
 
 /**
- * Split the output of `ip -j -batch`: one JSON array per command that printed
- * anything, back to back. Strings may hold brackets (an alias), so this scans
- * with string awareness rather than splitting on "][".
+ * Cut what an `ip -j -batch` session printed so far into whole items — a JSON
+ * answer, or a line of error text — and the incomplete rest. ip ends a JSON
+ * answer with "]" and writes its newline only before the next one, so answers
+ * are cut out by bracket matching (aware of strings: an alias may hold
+ * brackets); error text comes in whole lines.
  */
-export function splitJsonArrays(text: string): string[] {
-  const out: string[] = [];
+export function cutItems(text: string): { items: string[]; rest: string } {
+  const items: string[] = [];
   let rest = text;
   for (;;) {
-    const start = rest.indexOf('[');
-    if (start < 0) return out;
-    rest = rest.slice(start);
-    const end = jsonArrayEnd(rest);
-    if (end < 0) return out;
-    out.push(rest.slice(0, end));
+    rest = rest.replace(/^\s+/, '');
+    const end = rest.startsWith('[') ? jsonArrayEnd(rest) : rest.indexOf('\n');
+    if (end < 0) return { items, rest };
+    items.push(rest.slice(0, end));
     rest = rest.slice(end);
   }
 }
@@ -198,26 +198,10 @@ export class IpSession {
     (this.child.stdout as unknown as { ref?(): void }).ref?.();
   }
 
-  // ip ends a JSON answer with "]" and writes its newline only before the
-  // next one, so answers are cut out by bracket matching; error text comes in
-  // whole lines.
   private onData(chunk: string): void {
-    this.partial += chunk;
-    for (;;) {
-      const text = this.partial.replace(/^\s+/, '');
-      let item: string | undefined;
-      if (text.startsWith('[')) {
-        const end = jsonArrayEnd(text);
-        if (end < 0) break;
-        item = text.slice(0, end);
-      } else {
-        const nl = text.indexOf('\n');
-        if (nl < 0) break;
-        item = text.slice(0, nl);
-      }
-      this.partial = text.slice(item.length);
-      this.deliver(item);
-    }
+    const { items, rest } = cutItems(this.partial + chunk);
+    this.partial = rest;
+    for (const item of items) this.deliver(item);
   }
 
   private deliver(item: string): void {

@@ -14,8 +14,8 @@ import { InternalError, NotFoundError, VxvirtError, warn } from './errors.ts';
 import { logChanges, type Change } from './log.ts';
 import * as iproute from './iproute.ts';
 import type { ObserveQuery } from './iproute.ts';
-import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
+import { bridgeName, floodingMode, sameNetwork, vxlanName, type NetworkDefinition } from './network-definition.ts';
+import { ownedDevices, planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
 import { planReconcile, type Action, type LibvirtFacts, type ReconcileFacts, type ReconcilePlan } from './reconcile.ts';
 import * as store from './store.ts';
 import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork } from './store.ts';
@@ -174,19 +174,21 @@ async function finishPendingReleases(fx: Effects): Promise<void> {
 /**
  * The definitions as they are now that the lock is held: the hook read them
  * before waiting for it, and a `set-peers` may have changed one meanwhile.
+ * One undefined meanwhile fails a start; a running guest keeps what it has.
  */
-function current(defs: readonly NetworkDefinition[], fx: Effects): NetworkDefinition[] {
+function current(defs: readonly NetworkDefinition[], fx: Effects, whenUndefined: 'fail' | 'keep'): NetworkDefinition[] {
   return defs.map((d) => {
     const now = fx.rereadDefinition(d);
-    if (!now) throw new NotFoundError(`network ${d.name} was undefined while the domain was starting`);
-    return now;
+    if (now) return now;
+    if (whenUndefined === 'keep') return d;
+    throw new NotFoundError(`network ${d.name} was undefined while the domain was starting`);
   });
 }
 
 /** Add networks to the domain's record (before its users entries: the record is a superset). Returns those it added. */
 function extendRecord(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects): RecordedNetwork[] {
   const record = fx.readDomainRecord(domain.key) ?? { name: domain.name, networks: [] };
-  const added = defs.filter((d) => !record.networks.some((n) => n.name === d.name && n.vni === d.vni)).map(recorded);
+  const added = defs.filter((d) => !record.networks.some((n) => sameNetwork(n, d))).map(recorded);
   if (added.length > 0 || record.name !== domain.name) {
     fx.writeDomainRecord(domain.key, { name: domain.name, networks: [...record.networks, ...added] });
     crashPoint('prepare:recorded-domain');
@@ -212,7 +214,7 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
   if (defs.length === 0) return;
   await fx.withHostLock(`prepare ${domain.name}`, async () => {
     await finishPendingReleases(fx);
-    defs = current(defs, fx);
+    defs = current(defs, fx, 'fail');
     const addedToRecord = extendRecord(domain, defs, fx);
     const touched: NetworkDefinition[] = [];
     const addedToUsers: NetworkDefinition[] = [];
@@ -230,7 +232,7 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
       if (addedToRecord.length > 0) {
         const record = fx.readDomainRecord(domain.key);
         if (record) {
-          const keep = record.networks.filter((n) => !addedToRecord.some((a) => a.name === n.name && a.vni === n.vni));
+          const keep = record.networks.filter((n) => !addedToRecord.some((a) => sameNetwork(a, n)));
           fx.writeDomainRecord(domain.key, { ...record, networks: keep });
         }
       }
@@ -249,7 +251,7 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
   if (defs.length === 0) return;
   const failures = await fx.withHostLock(`reconnect ${domain.name}`, async () => {
     await finishPendingReleases(fx);
-    defs = defs.map((d) => fx.rereadDefinition(d) ?? d); // a running guest keeps what it has
+    defs = current(defs, fx, 'keep');
     extendRecord(domain, defs, fx);
     const errors: string[] = [];
     for (const def of defs) {
@@ -353,7 +355,7 @@ async function carryOut(action: Action, fx: Effects): Promise<void> {
       return;
     case 'add-record': {
       const record = fx.readDomainRecord(action.key) ?? { name: action.domain, networks: [] };
-      if (!record.networks.some((n) => n.name === action.network.name && n.vni === action.network.vni)) {
+      if (!record.networks.some((n) => sameNetwork(n, action.network))) {
         fx.writeDomainRecord(action.key, { ...record, networks: [...record.networks, action.network] });
       }
       return;
@@ -369,7 +371,7 @@ async function carryOut(action: Action, fx: Effects): Promise<void> {
     case 'drop-record': {
       const record = fx.readDomainRecord(action.key);
       if (record) {
-        const networks = record.networks.filter((n) => !(n.name === action.network.name && n.vni === action.network.vni));
+        const networks = record.networks.filter((n) => !sameNetwork(n, action.network));
         fx.writeDomainRecord(action.key, { ...record, networks });
       }
       return;
@@ -423,14 +425,9 @@ export async function reconcileHost(options: ReconcileOptions, fx: SurveyEffects
 export async function updateLiveNetwork(def: NetworkDefinition, fx: Effects = realEffects): Promise<Step[] | undefined> {
   const observed = await fx.observe({
     devices: [def.dev, ...pairOf(def.vni)],
-    portsOf: [bridgeName(def.vni)],
     fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
   });
-  // A teardown would find something of ours to remove (or to keep for a
-  // foreign port) exactly when vxvirt's devices for this VNI exist.
-  const teardown = planTeardown(def.vni, observed);
-  const devicesExist = teardown.steps.length > 0 || teardown.kept !== undefined;
-  if (!devicesExist && !hasUsers(fx.readUsers(def.name))) return undefined;
+  if (ownedDevices(def.vni, observed).length === 0 && !hasUsers(fx.readUsers(def.name))) return undefined;
   const steps = planEnsure(def, observed);
   await ensureNetwork(def, fx);
   return steps;

@@ -40,6 +40,9 @@ export const OVERHEAD = { 4: 50, 6: 70 } as const;
 const MIN_MTU = 68;
 
 export const bridgeName = (vni: number): string => `vxbr${vni}`;
+/** Whether two records name the same network (a name redefined with another VNI is another network). */
+export const sameNetwork = (a: Pick<NetworkDefinition, 'name' | 'vni'>, b: Pick<NetworkDefinition, 'name' | 'vni'>): boolean =>
+  a.name === b.name && a.vni === b.vni;
 export const vxlanName = (vni: number): string => `vxlan${vni}`;
 
 export function floodingMode(def: Pick<NetworkDefinition, 'remotes' | 'group'>): FloodingMode {

@@ -162,6 +162,11 @@ export interface TeardownPlan {
   kept?: string;
 }
 
+/** The names of the devices of VNI `vni`'s pair that exist and are vxvirt's. */
+export function ownedDevices(vni: number, observed: Observed): string[] {
+  return [bridgeName(vni), vxlanName(vni)].filter((name) => isOwned(observed.links.get(name), vni));
+}
+
 /**
  * Steps that remove an unused network's pair. Only devices in vxvirt's group
  * for this VNI are removed; a bridge that still has ports other than our vxlan
@@ -171,11 +176,8 @@ export interface TeardownPlan {
 export function planTeardown(vni: number, observed: Observed): TeardownPlan {
   const br = bridgeName(vni);
   const vx = vxlanName(vni);
-  const bridge = observed.links.get(br);
-  const vxlan = observed.links.get(vx);
-  const ours = [bridge, vxlan].filter((l): l is Link => isOwned(l, vni));
-  if (ours.length === 0) return { steps: [] };
-  if (isOwned(bridge, vni)) {
+  if (ownedDevices(vni, observed).length === 0) return { steps: [] };
+  if (isOwned(observed.links.get(br), vni)) {
     const foreign = [...observed.links.values()]
       .filter((l) => l.master === br && l.name !== vx)
       .map((l) => l.name)

@@ -22,7 +22,7 @@
 // devices that may be its own.
 import { guestPorts, orphanPairs, ownedDevices, describeSteps, type DeviceChange } from './drift.ts';
 import { readDomain } from './domain-xml.ts';
-import { bridgeName, type NetworkDefinition } from './network-definition.ts';
+import { bridgeName, sameNetwork, type NetworkDefinition } from './network-definition.ts';
 import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
 import type { DomainRecord, RecordedDomain, RecordedNetwork } from './store.ts';
 import { hasUsers, type Users } from './users.ts';
@@ -137,7 +137,7 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
   };
   const addRecord = (key: string, domain: string, network: RecordedNetwork, why: string): void => {
     const r: DomainRecord = records.get(key) ?? { name: domain, networks: [] };
-    if (r.networks.some((n) => n.name === network.name && n.vni === network.vni)) return;
+    if (r.networks.some((n) => sameNetwork(n, network))) return;
     r.networks.push(network);
     records.set(key, r);
     actions.push({ kind: 'add-record', key, domain, network, lines: [`recorded ${domain} on ${network.name}: ${why}`] });
@@ -145,7 +145,7 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
   const dropRecord = (key: string, network: RecordedNetwork, why: string): void => {
     const r = records.get(key);
     if (!r) return;
-    r.networks = r.networks.filter((n) => !(n.name === network.name && n.vni === network.vni));
+    r.networks = r.networks.filter((n) => !sameNetwork(n, network));
     if (r.networks.length === 0) records.delete(key);
     actions.push({ kind: 'drop-record', key, domain: r.name, network, lines: [`dropped the record of ${r.name} on ${network.name}: ${why}`] });
   };

@@ -302,7 +302,7 @@ export function removeDefinition(name: string): void {
 }
 
 /** Drop index entries naming `name` except the one for `keepVni` (a definition that changed VNI). */
-export function removeIndexEntriesOf(name: string, keepVni?: number): void {
+function removeIndexEntriesOf(name: string, keepVni?: number): void {
   let entries: string[];
   try {
     entries = readdirSync(vniDir());
@@ -354,7 +354,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * starting node), or for a key that is not one a hash, so no domain name can
  * reach the file system as a path.
  */
-export function domainFileName(key: string): string {
+function domainFileName(key: string): string {
   return UUID.test(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
 }
 

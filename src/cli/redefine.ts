@@ -9,7 +9,7 @@ import * as iproute from '../iproute.ts';
 import { updateLiveNetwork } from '../lifecycle.ts';
 import { logChange } from '../log.ts';
 import { bridgeName, floodingMode, overlayMtu, validateDefinition, vxlanName, type NetworkDefinition } from '../network-definition.ts';
-import { isOwned, type Step } from '../plan.ts';
+import { ownedDevices, type Step } from '../plan.ts';
 import { describeChange, planRedefine, refusalMessage, vniMessage, type RedefinePlan } from '../redefine.ts';
 import * as store from '../store.ts';
 import { hasUsers, userNames } from '../users.ts';
@@ -32,8 +32,7 @@ interface Outcome {
 async function usage(def: NetworkDefinition): Promise<string | undefined> {
   const users = store.readUsers(def.name);
   if (hasUsers(users)) return `by ${userNames(users).join(', ')}`;
-  const links = (await iproute.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] })).links;
-  const present = [bridgeName(def.vni), vxlanName(def.vni)].filter((n) => isOwned(links.get(n), def.vni));
+  const present = ownedDevices(def.vni, await iproute.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] }));
   return present.length > 0 ? `its devices ${present.join(', ')} exist` : undefined;
 }
 
