@@ -35,8 +35,6 @@ die() { say "$*"; exit 1; }
 
 version=$(dpkg-query -W -f='${Version}' libvirt0 2>/dev/null) || die "libvirt0 is not installed (apt-get install libvirt-daemon-system)"
 arch=$(dpkg --print-architecture)
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-libdir=/usr/lib/$multiarch
 cache=${VXLAB_CACHE_DIR:-/var/cache/vxvirt-lab}
 out=$cache/libvirt-daemons-$(printf '%s' "$version" | tr ':~+' '_._')-$arch
 
@@ -118,6 +116,11 @@ if ! has_source; then
   apt-get update -qq
   has_source || die "apt-get source cannot find libvirt $version even with $list (is the mirror missing that version?)"
 fi
+
+# Debian's library directory (/usr/lib/x86_64-linux-gnu): where libvirt.so.0 and the driver modules are.
+multiarch=$(gcc -print-multiarch)
+libdir=/usr/lib/$multiarch
+[ -e "$libdir/libvirt.so.0" ] || die "no $libdir/libvirt.so.0"
 
 work=$(mktemp -d /tmp/vxlab-libvirt-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
