@@ -394,6 +394,7 @@ export class Lab {
     for (let i = 1; i <= this.options.hosts; i++) this.hosts.push(new Host(this, i));
     this.saveState();
     const imageP = ensureGuestImage(this.log);
+    imageP.catch(() => {}); // awaited below; a failure before then must not be an unhandled rejection
     const mode = this.options.daemons ?? 'monolithic';
     this.daemons = daemonSet(mode, await ensureDaemonBinaries(mode, this.log));
     this.capsSeed = capsSeedDir(this.daemons.hypervisorBinary);

@@ -16,7 +16,7 @@
 // the source must let go of the guest (and of the pair, if it was the last).
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { UNDERLAY_DEV, type Guest, type Host } from './lab.ts';
+import { UNDERLAY_DEV, waitFor, type Guest, type Host } from './lab.ts';
 import { labSuite, vxvirt, assertDevices, log } from './support.ts';
 
 const { test, step } = labSuite('live migration', 'migrate', 3);
@@ -139,6 +139,36 @@ step('a destination without the network cannot take the guest: the migration fai
     const out = await vxvirt(h2, 'define-network', 'demo', '--vni', '42', '--dev', UNDERLAY_DEV, '--local', h2.ip, '--remote', h1.ip, '--remote', lab.host(3).ip);
     log(`h2: ${out}`);
   }
+});
+
+step('a migration aborted while memory is copied: the destination lets the guest go (no pair, no record), it runs on at the source', async (lab) => {
+  const [h1, h2] = [lab.host(1), lab.host(2)];
+  const before = hookCalls(h2, 'mig').length;
+  const since = g.ping!.mark();
+  // 1 MiB/s: the copy takes long enough to abort it once the destination is ready.
+  const migration = h1.virsh('migrate', '--live', '--bandwidth', '1', 'mig', `qemu+tcp://${h2.ip}/system`);
+  await waitFor("h2's hook to have prepared and started the incoming mig", () => hookCalls(h2, 'mig').slice(before).includes('start begin') || undefined, { timeoutMs: 60_000, intervalMs: 100 });
+  await waitFor('the incoming mig to be listed on h2', async () => (await h2.domains('--all')).includes('mig') || undefined, { timeoutMs: 30_000, intervalMs: 100 });
+  await assertDevices(h2, PAIR42, 'while mig is copied to it');
+  assert.equal(await usersOfDemo(h2), ['mig'], 'h2 records the incoming mig');
+  const abort = await h1.virsh('domjobabort', 'mig');
+  assert.is(abort.code, 0, `virsh domjobabort mig: ${abort.stderr}`);
+  const r = await migration;
+  log(`virsh migrate --live --bandwidth 1 aborted after ${r.ms} ms: exit ${r.code}: ${(r.stderr + r.stdout).trim().replace(/\s*\n\s*/g, ' | ')}`);
+  assert.is.not(r.code, 0, 'the aborted migration fails');
+  const calls = hookCalls(h2, 'mig').slice(before);
+  log(`  hook on h2: ${calls.join(', ')}`);
+  assert.ok(calls.includes('release end'), `h2's hook released mig: ${calls.join(', ')}`);
+  await waitFor('h2 to forget mig', async () => (await h2.domains('--all')).length === 0 || undefined, { timeoutMs: 30_000, intervalMs: 100 });
+  await assertDevices(h2, [], 'after the aborted migration');
+  assert.equal(await usersOfDemo(h2), [], 'h2 records nobody');
+  assert.ok((await h1.domains('--state-running')).includes('mig'), 'mig runs on h1');
+  assert.equal(await usersOfDemo(h1), ['keep', 'mig', 'net'], 'h1 still records its guests');
+  await assertDevices(h1, PAIR42, 'where the guests run');
+  const after = g.ping!.mark();
+  await g.ping!.waitPingOk(MIG, { since: after, count: 3 });
+  const s = g.ping!.pingStats(MIG, since);
+  log(`  ping -> mig across the aborted migration: ${s.ok} ok / ${s.fail} fail`);
 });
 
 step("a guest on the libvirt network (<interface type='network'>) migrates h1 -> h3: h3 records it; it keeps reaching 10.20.1.4", async (lab) => {
