@@ -29,6 +29,8 @@ fi
 
 # A clean PATH: meson must find Debian's python3 and tools, not a user's.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive
+# Wait for another apt or dpkg run (other test set-ups) instead of failing.
+APT='apt-get -o DPkg::Lock::Timeout=300'
 t0=$(date +%s)
 say() { echo "modular-daemons: [$(($(date +%s) - t0)) s] $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -64,9 +66,9 @@ for p in $LIBVIRT_DAEMONS_BUILD_DEPS; do
 done
 if [ -n "$missing" ]; then
   say "installing build dependencies:$missing"
-  apt-get update -qq
+  $APT update -qq
   # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  $APT install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 # deb-src lines for the Debian mirrors the deb lines use, in their own file.
@@ -113,7 +115,7 @@ if ! has_source; then
   } >"$list.tmp"
   grep -q '^Types: deb-src' "$list.tmp" || { rm -f "$list.tmp"; die "no Debian deb entry in /etc/apt/sources.list{,.d} to derive deb-src entries from"; }
   mv "$list.tmp" "$list"
-  apt-get update -qq
+  $APT update -qq
   has_source || die "apt-get source cannot find libvirt $version even with $list (is the mirror missing that version?)"
 fi
 
