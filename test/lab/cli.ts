@@ -1,5 +1,7 @@
 // vxvirt lab command line:  node --import tsx test/lab/cli.ts COMMAND
-//   up [--hosts N]   bring up N simulated hosts (default 2) and leave them running
+//   up [--hosts N] [--modular]
+//                    bring up N simulated hosts (default 2) and leave them running;
+//                    --modular: virtqemud + virtnetworkd instead of libvirtd
 //   status           list labs and their hosts
 //   down [--all]     remove labs left behind (interrupted runs, `up`); --all also
 //                    removes labs whose test run is still going
@@ -21,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
       const i = rest.indexOf('--hosts');
       const n = i >= 0 ? Number(rest[i + 1]) : 2;
       if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error('--hosts must be 1..20');
-      const lab = await Lab.create({ name: 'manual', hosts: n, log });
+      const lab = await Lab.create({ name: 'manual', hosts: n, log, daemons: rest.includes('--modular') ? 'modular' : 'monolithic' });
       lab.detach();
       console.log(`lab ${lab.id} is up; state in ${lab.dir}`);
       for (const h of lab.hosts) {
@@ -59,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return runDemo();
     default:
-      console.error('usage: node --import tsx test/lab/cli.ts up [--hosts N] | status | down [--all] | proof | demo');
+      console.error('usage: node --import tsx test/lab/cli.ts up [--hosts N] [--modular] | status | down [--all] | proof | demo');
       return 2;
   }
 }

@@ -7,8 +7,8 @@
 // so daemons started earlier and later `virsh`/`vxvirt` calls share one view:
 //   /sys                  fresh sysfs of the host's netns (as `ip netns exec` does)
 //   /etc                  overlay on the machine's /etc (writes stay in the host)
-//   /etc/libvirt          per-host config: libvirtd.conf, qemu.conf, empty qemu/,
-//                         hooks/qemu -> <repo>/hooks/qemu
+//   /etc/libvirt          per-host config: the daemons' (daemons.ts), qemu.conf,
+//                         empty qemu/, hooks/qemu -> <repo>/hooks/qemu
 //   /etc/vxvirt           per-host vxvirt config (networks/*.json)
 //   /var/log, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /run: per-host dirs
 //   /dev/kvm              a private 0666 node (libvirtd stops re-probing QEMU)
@@ -46,6 +46,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, runSync, sleep, sleepSync, waitFor, shellQuote, indent, describeExit, type RunResult, type RunOptions } from './exec.ts';
 import { ensureGuestImage, CACHE_ROOT, type GuestImage } from './image.ts';
+import { daemonConfigFiles, daemonSet, ensureDaemonBinaries, qemuConfExtra, type DaemonMode, type DaemonName, type DaemonSet, type DaemonSpec } from './daemons.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const STATE_ROOT = process.env.VXLAB_STATE_DIR ?? '/run/vxvirt-lab';
@@ -240,12 +241,6 @@ function installHandlers(): void {
 // ---------------------------------------------------------------------------
 // Host configuration files
 
-const LIBVIRTD_CONF = `# vxvirt lab host: libvirtd.conf
-# Hook debug messages plus warnings/errors of everything else, to a file.
-log_filters="1:util.hook"
-log_outputs="1:file:/var/log/libvirt/libvirtd.log"
-`;
-
 const QEMU_CONF = `# vxvirt lab host: qemu.conf
 # Guests run as root without cgroups (no cgroup fs in the host's mount ns, and
 # several libvirtds would collide in one hierarchy) and without DAC relabelling
@@ -289,13 +284,14 @@ exec sleep infinity
 // ---------------------------------------------------------------------------
 // libvirt's QEMU capability cache, shared between labs
 
-// Keyed by what libvirt itself checks (libvirtd and QEMU binaries, kernel), so
-// an upgrade starts a new seed instead of making every lab re-probe.
-const CAPS_SEED = join(
+// Keyed by what libvirt itself checks (the binary of the daemon with the QEMU
+// driver, libvirtd or virtqemud, the QEMU binary, the kernel), so an upgrade
+// starts a new seed instead of making every lab re-probe.
+const capsSeedDir = (daemonBinary: string): string => join(
   CACHE_ROOT,
   `libvirt-qemu-capabilities-${createHash('sha256')
     .update(
-      ['/usr/sbin/libvirtd', '/usr/bin/qemu-system-x86_64']
+      [daemonBinary, '/usr/bin/qemu-system-x86_64']
         .map((f) => {
           try {
             const st = statSync(f);
@@ -310,9 +306,9 @@ const CAPS_SEED = join(
     .slice(0, 12)}`,
 );
 
-function hasCapsSeed(): boolean {
+function hasCapsSeed(seed: string): boolean {
   try {
-    return readdirSync(CAPS_SEED).some((f) => f.endsWith('.xml'));
+    return readdirSync(seed).some((f) => f.endsWith('.xml'));
   } catch {
     return false;
   }
@@ -330,6 +326,8 @@ export interface LabOptions {
    * benchmark's hand-written shell hook).
    */
   hook?: boolean | string;
+  /** libvirtd (default), or virtqemud + virtnetworkd (daemons.ts). */
+  daemons?: DaemonMode;
   log?: Log;
 }
 
@@ -338,6 +336,10 @@ export class Lab {
   readonly switchNs: string;
   readonly dir: string;
   image!: GuestImage;
+  /** The libvirt daemons every host runs. */
+  daemons!: DaemonSet;
+  /** libvirt's QEMU capability cache shared with other labs using the same daemon binary. */
+  capsSeed!: string;
   private destroyed = false;
   readonly log: Log;
   readonly startedAt = Date.now();
@@ -392,6 +394,10 @@ export class Lab {
     for (let i = 1; i <= this.options.hosts; i++) this.hosts.push(new Host(this, i));
     this.saveState();
     const imageP = ensureGuestImage(this.log);
+    imageP.catch(() => {}); // awaited below; a failure before then must not be an unhandled rejection
+    const mode = this.options.daemons ?? 'monolithic';
+    this.daemons = daemonSet(mode, await ensureDaemonBinaries(mode, this.log));
+    this.capsSeed = capsSeedDir(this.daemons.hypervisorBinary);
     const sh = async (cmd: string[]) => run(cmd, { check: true });
     await sh(['ip', 'netns', 'add', this.switchNs]);
     await sh(['ip', '-n', this.switchNs, 'link', 'set', 'lo', 'up']);
@@ -401,7 +407,7 @@ export class Lab {
     // unless its capability cache is seeded. The first lab on a machine probes
     // on one host, saves the cache, and seeds the others with it.
     const [first, ...rest] = this.hosts;
-    if (first && !hasCapsSeed()) {
+    if (first && !hasCapsSeed(this.capsSeed)) {
       await first.setup();
       await first.saveCapsSeed();
       await Promise.all(rest.map((h) => h.setup()));
@@ -482,6 +488,8 @@ export class Host {
   readonly dir: string;
   holderPid = 0;
   readonly guests = new Map<string, Guest>();
+  /** libvirt's host UUID (`host_uuid`): migration needs a different one on each host. */
+  readonly uuid = randomUUID();
 
   constructor(
     readonly lab: Lab,
@@ -493,8 +501,9 @@ export class Host {
     this.dir = join(lab.dir, this.name);
   }
 
+  /** The log of the daemon that runs the qemu hook (libvirtd.log or virtqemud.log), outside the host. */
   get logFile(): string {
-    return join(this.dir, 'var-log-libvirt', 'libvirtd.log');
+    return join(this.dir, 'var-log-libvirt', this.lab.daemons.hypervisor.log!);
   }
 
   async setup(): Promise<void> {
@@ -518,10 +527,8 @@ export class Host {
     ]) {
       mkdirSync(join(d, sub), { recursive: true });
     }
-    writeFileSync(join(d, 'etc-libvirt', 'libvirtd.conf'), LIBVIRTD_CONF);
-    writeFileSync(join(d, 'etc-libvirt', 'qemu.conf'), QEMU_CONF);
-    writeFileSync(join(d, 'etc-libvirt', 'virtlogd.conf'), '');
-    writeFileSync(join(d, 'etc-libvirt', 'libvirt.conf'), '');
+    for (const [file, text] of Object.entries(daemonConfigFiles(this.lab.daemons, this))) writeFileSync(join(d, 'etc-libvirt', file), text);
+    writeFileSync(join(d, 'etc-libvirt', 'qemu.conf'), QEMU_CONF + qemuConfExtra(this));
     const hook = this.lab.options.hook;
     if (hook !== false) symlinkSync(typeof hook === 'string' ? hook : join(REPO, 'hooks', 'qemu'), join(d, 'etc-libvirt', 'hooks', 'qemu'));
 
@@ -557,28 +564,30 @@ export class Host {
       { timeoutMs: 15_000, intervalMs: 50 },
     );
     writeFileSync(join(d, 'holder.pid'), String(this.holderPid));
-    if (hasCapsSeed()) {
+    const seed = this.lab.capsSeed;
+    if (hasCapsSeed(seed)) {
       const caps = join(d, 'var-cache-libvirt', 'qemu', 'capabilities');
       mkdirSync(caps, { recursive: true });
-      for (const f of readdirSync(CAPS_SEED)) if (f.endsWith('.xml')) copyFileSync(join(CAPS_SEED, f), join(caps, f));
+      for (const f of readdirSync(seed)) if (f.endsWith('.xml')) copyFileSync(join(seed, f), join(caps, f));
     }
     await this.startDaemons();
   }
 
-  /** Make libvirtd probe QEMU now and keep the result for later labs. */
+  /** Make libvirt probe QEMU now and keep the result for later labs. */
   async saveCapsSeed(): Promise<void> {
     const t = Date.now();
     await this.virsh('domcapabilities', '--virttype', 'qemu', '--arch', 'x86_64');
     const caps = join(this.dir, 'var-cache-libvirt', 'qemu', 'capabilities');
     const files = existsSync(caps) ? readdirSync(caps).filter((f) => f.endsWith('.xml')) : [];
     if (!files.length) return;
-    const tmp = `${CAPS_SEED}.tmp-${process.pid}`;
+    const seed = this.lab.capsSeed;
+    const tmp = `${seed}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     for (const f of files) copyFileSync(join(caps, f), join(tmp, f));
-    rmSync(CAPS_SEED, { recursive: true, force: true });
-    renameSync(tmp, CAPS_SEED);
-    this.lab.log(`${this.name}: probed QEMU in ${Date.now() - t} ms; capability cache saved in ${CAPS_SEED}`);
+    rmSync(seed, { recursive: true, force: true });
+    renameSync(tmp, seed);
+    this.lab.log(`${this.name}: probed QEMU in ${Date.now() - t} ms; capability cache saved in ${seed}`);
   }
 
   /** Run a command inside the host with the init-system environment (plus `env`). */
@@ -603,7 +612,7 @@ export class Host {
     return this.exec([process.execPath, join(REPO, 'dist', 'cli.js'), ...args], { timeoutMs: 60_000 });
   }
 
-  pidOf(daemon: 'libvirtd' | 'virtlogd'): number | undefined {
+  pidOf(daemon: DaemonName): number | undefined {
     try {
       const n = Number(readFileSync(join(this.dir, 'run', `${daemon}.pid`), 'utf8').trim());
       return n > 0 && alive(n) ? n : undefined;
@@ -612,23 +621,30 @@ export class Host {
     }
   }
 
+  /** Start the lab's libvirt daemons (daemons.ts) that are not running, in order. */
   async startDaemons(): Promise<void> {
-    if (!this.pidOf('virtlogd')) await this.exec(['virtlogd', '-d'], { check: true, timeoutMs: 30_000 });
-    await this.startLibvirtd();
+    for (const d of this.lab.daemons.all) if (!this.pidOf(d.name)) await this.startDaemon(d);
   }
 
-  async startLibvirtd(): Promise<number> {
+  /** Start one daemon and wait until it answers; returns its PID. */
+  async startDaemon(d: DaemonSpec): Promise<number> {
     const t0 = Date.now();
-    await this.exec(['taskset', '-c', '0', 'libvirtd', '-d'], { check: true, timeoutMs: 60_000 });
-    await waitFor(
-      `libvirtd on ${this.name} to answer`,
-      async () => (await this.virsh('uri')).code === 0,
-      { timeoutMs: 60_000, intervalMs: 100 },
-    );
-    const pid = this.pidOf('libvirtd');
-    if (!pid) throw new Error(`libvirtd on ${this.name} answers but has no pid file`);
-    this.lab.log(`${this.name}: libvirtd pid ${pid} ready in ${Date.now() - t0} ms`);
+    await this.exec(d.command, { check: true, timeoutMs: 60_000 });
+    if (d.uri) {
+      await waitFor(
+        `${d.name} on ${this.name} to answer`,
+        async () => (await this.exec(['virsh', '-q', '-c', d.uri!, 'uri'], { timeoutMs: 30_000 })).code === 0,
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
+    }
+    const pid = await waitFor(`${d.name} on ${this.name} to write its pid file`, () => this.pidOf(d.name), { timeoutMs: 10_000, intervalMs: 50 });
+    if (d.uri) this.lab.log(`${this.name}: ${d.name} pid ${pid} ready in ${Date.now() - t0} ms`);
     return pid;
+  }
+
+  /** Start the daemon with the QEMU driver (libvirtd, or virtqemud with modular daemons); returns its PID. */
+  async startLibvirtd(): Promise<number> {
+    return this.startDaemon(this.lab.daemons.hypervisor);
   }
 
   /** PID of a running guest's QEMU (libvirt's pid file), if it is alive. */
@@ -641,12 +657,13 @@ export class Host {
     }
   }
 
-  /** Kill libvirtd by PID (SIGTERM by default) and wait until it is gone. */
+  /** Kill the daemon with the QEMU driver (libvirtd or virtqemud) by PID (SIGTERM by default) and wait until it is gone. */
   async stopLibvirtd(signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
-    const pid = this.pidOf('libvirtd');
-    if (!pid) throw new Error(`libvirtd on ${this.name} is not running`);
+    const name = this.lab.daemons.hypervisor.name;
+    const pid = this.pidOf(name);
+    if (!pid) throw new Error(`${name} on ${this.name} is not running`);
     process.kill(pid, signal);
-    await waitFor(`libvirtd ${pid} on ${this.name} to exit`, () => !alive(pid), { timeoutMs: 30_000, intervalMs: 50 });
+    await waitFor(`${name} ${pid} on ${this.name} to exit`, () => !alive(pid), { timeoutMs: 30_000, intervalMs: 50 });
     return pid;
   }
 
@@ -681,7 +698,8 @@ export class Host {
   }
 
   async diagnostics(): Promise<string> {
-    const p: string[] = [`----- host ${this.name} (netns ${this.netns}, holder ${this.holderPid}, libvirtd ${this.pidOf('libvirtd') ?? 'not running'})`];
+    const daemons = (this.lab.daemons?.all ?? []).map((d) => `${d.name} ${this.pidOf(d.name) ?? 'not running'}`).join(', ');
+    const p: string[] = [`----- host ${this.name} (netns ${this.netns}, holder ${this.holderPid}, ${daemons})`];
     const add = async (title: string, cmd: string[]) => {
       const r = await this.exec(cmd, { timeoutMs: 20_000 }).catch((e) => ({ stdout: '', stderr: String(e), code: 1 }) as RunResult);
       p.push(`--- ${title}`);
@@ -694,8 +712,11 @@ export class Host {
     await add('virsh list --all', ['virsh', '-c', 'qemu:///system', 'list', '--all']);
     await add('/etc/vxvirt', ['sh', '-c', 'ls -la /etc/vxvirt /etc/vxvirt/* 2>&1; for f in /etc/vxvirt/networks/*.json; do [ -f "$f" ] && { echo "# $f"; cat "$f"; }; done; true']);
     await add('/etc/libvirt/hooks', ['ls', '-la', '/etc/libvirt/hooks']);
-    p.push(`--- libvirtd.log (tail)`);
-    p.push(tail(this.logFile, 60));
+    for (const d of this.lab.daemons?.all ?? []) {
+      if (!d.log) continue;
+      p.push(`--- ${d.log} (tail)`);
+      p.push(tail(join(this.dir, 'var-log-libvirt', d.log), 60));
+    }
     for (const g of this.guests.values()) {
       p.push(`--- guest ${g.name}: serial console (tail)`);
       p.push(tail(g.serialPath, 25));

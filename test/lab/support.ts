@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Lab, REPO, type Guest, type Host } from './lab.ts';
+import { Lab, REPO, type Guest, type Host, type LabOptions } from './lab.ts';
 
 export const log = (line: string): void => {
   process.stdout.write(`\n  [lab] ${line}`);
@@ -19,7 +19,7 @@ export interface LabSuite {
   step(name: string, fn: (lab: Lab) => Promise<void>): void;
 }
 
-export function labSuite(title: string, name: string, hosts: number): LabSuite {
+export function labSuite(title: string, name: string, hosts: number, options: Pick<LabOptions, 'daemons'> = {}): LabSuite {
   const test = suite(title);
   let lab: Lab | undefined;
   let setupError: unknown;
@@ -31,7 +31,8 @@ export function labSuite(title: string, name: string, hosts: number): LabSuite {
     lab?.destroySync();
     log(`${title}: lab removed, suite took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
-  test(`lab: ${hosts} hosts with their own libvirtd, vxvirt hook installed`, async () => {
+  const daemons = options.daemons === 'modular' ? 'virtqemud + virtnetworkd' : 'libvirtd';
+  test(`lab: ${hosts} hosts with their own ${daemons}, vxvirt hook installed`, async () => {
     for (const f of ['dist/cli.js', 'dist/hook.js', 'hooks/qemu']) {
       if (!existsSync(join(REPO, f))) {
         setupError = new Error(`${f} is missing: run 'npm ci && npm run build' first`);
@@ -39,7 +40,7 @@ export function labSuite(title: string, name: string, hosts: number): LabSuite {
       }
     }
     try {
-      lab = await Lab.create({ name, hosts, log });
+      lab = await Lab.create({ name, hosts, log, ...options });
     } catch (err) {
       setupError = err;
       throw err;
