@@ -18,8 +18,9 @@
 # from the deb entries) when apt knows no source of the installed version.
 set -eu
 
-# The Debian packages the build needs (merge into any shared package list).
-LIBVIRT_DAEMONS_BUILD_DEPS='dpkg-dev meson ninja-build gcc pkg-config perl python3 xsltproc libxml2-utils rpcsvc-proto libglib2.0-dev libxml2-dev libgnutls28-dev libtirpc-dev libyajl-dev'
+# The Debian packages the build needs: group "modular" of the project's one list.
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+LIBVIRT_DAEMONS_BUILD_DEPS=$(awk '$1 == "modular" { print $2 }' "$repo/scripts/debian-packages")
 DAEMONS='virtqemud virtnetworkd'
 
 if [ "${1:-}" = --deps ]; then
@@ -60,16 +61,8 @@ if cached; then
   exit 0
 fi
 
-missing=
-for p in $LIBVIRT_DAEMONS_BUILD_DEPS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  say "installing build dependencies:$missing"
-  $APT update -qq
-  # shellcheck disable=SC2086
-  $APT install -y -qq --no-install-recommends $missing >/dev/null
-fi
+# test/all installs them up front; `cli.ts up --modular` may come here first.
+"$repo/scripts/install-deps" --no-npm modular >&2
 
 # deb-src lines for the Debian mirrors the deb lines use, in their own file.
 has_source() { apt-cache showsrc libvirt 2>/dev/null | grep -qx "Version: $version"; }
