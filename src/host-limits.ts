@@ -33,7 +33,7 @@ export const sysctlPath = (name: string): string => `/proc/sys/${name.replace(/\
 
 /** `sysctl -w` and a file in /etc/sysctl.d/: how an operator raises a limit for good. */
 function raise(sysctl: string, value: number): string {
-  return `raise it (sysctl -w ${sysctl}=${value}; to keep it after a reboot, put ${sysctl} = ${value} in /etc/sysctl.d/90-vxvirt.conf)`;
+  return `raise ${sysctl} (sysctl -w ${sysctl}=${value}; to keep it after a reboot, put ${sysctl} = ${value} in /etc/sysctl.d/90-vxvirt.conf)`;
 }
 const SHARE = 'or let several networks share one group (--group may be the same for several VNIs; each VNI still gets only its own traffic)';
 

@@ -63,7 +63,7 @@ test('IPv4: the message names the limit, its value, the groups joined and both w
     groupJoinMessage(def, ENOBUFS(121), { limit: 20, memberships: { vxvirt: joined, other: [] } }),
     "the kernel refused to join multicast group 239.1.1.21 on ens47f1 (RTNETLINK answers: No buffer space available (at 'ip link set dev vxlan121 up')): " +
       "a host joins at most net.ipv4.igmp_max_memberships = 20 IPv4 groups per VXLAN port (a group counts once per underlay device) and vxvirt's VXLAN devices on UDP port 4789 have joined 20 groups; " +
-      'raise it (sysctl -w net.ipv4.igmp_max_memberships=40; to keep it after a reboot, put net.ipv4.igmp_max_memberships = 40 in /etc/sysctl.d/90-vxvirt.conf), ' +
+      'raise net.ipv4.igmp_max_memberships (sysctl -w net.ipv4.igmp_max_memberships=40; to keep it after a reboot, put net.ipv4.igmp_max_memberships = 40 in /etc/sysctl.d/90-vxvirt.conf), ' +
       'or let several networks share one group (--group may be the same for several VNIs; each VNI still gets only its own traffic)',
   );
   const others = groupJoinMessage(def, ENOBUFS(121), {
