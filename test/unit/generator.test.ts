@@ -411,7 +411,7 @@ test('socket back ends (mcast, udp, server, client) become bridge ports, keeping
       <mac address='52:54:00:40:00:02'/>
       <source bridge='vxbr100'/>
       <model type='rtl8139'/>
-      <mtu size='1450'/>
+      <alias name='ua-server0'/>
     </interface>`,
     `<interface type='bridge'>
       <mac address='52:54:00:40:00:03'/>
