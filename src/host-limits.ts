@@ -80,7 +80,8 @@ export function socketMemberships(def: NetworkDefinition, links: Iterable<Link>)
 export interface GroupJoinFacts {
   /** The limit's value in this host's network namespace; undefined when it could not be read. */
   limit: number | undefined;
-  memberships: { vxvirt: Membership[]; other: Membership[] };
+  /** What the VXLAN socket has joined; undefined when the devices could not be read. */
+  memberships: { vxvirt: Membership[]; other: Membership[] } | undefined;
 }
 
 /**
@@ -91,12 +92,12 @@ export function groupJoinMessage(def: NetworkDefinition, kernelMessage: string, 
   const family = underlayFamily(def);
   const sysctl = groupLimitSysctl(family);
   const { limit, memberships } = facts;
-  const joined = memberships.vxvirt.length;
-  const others = memberships.other.length;
+  const joined = memberships?.vxvirt.length ?? 0;
+  const others = memberships?.other.length ?? 0;
   const socket = `on UDP port ${def.dstport}`;
-  const count = `vxvirt's VXLAN devices ${socket} have joined ${joined} group${joined === 1 ? '' : 's'}${
-    others > 0 ? ` and other VXLAN devices ${others} more` : ''
-  }`;
+  const count = !memberships
+    ? `the groups VXLAN devices ${socket} have joined could not be read`
+    : `vxvirt's VXLAN devices ${socket} have joined ${joined} group${joined === 1 ? '' : 's'}${others > 0 ? ` and other VXLAN devices ${others} more` : ''}`;
   const refused = `the kernel refused to join multicast group ${def.group} on ${def.dev} (${kernelMessage.trim()})`;
   if (family === 4) {
     const value = limit === undefined ? `${sysctl} (could not be read)` : `${sysctl} = ${limit}`;

@@ -137,11 +137,11 @@ export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?
  * groups joined (only now, after the failure) and say what to do.
  */
 async function explainGroupJoin(def: NetworkDefinition, message: string, fx: Effects): Promise<string> {
-  let memberships: ReturnType<typeof socketMemberships> = { vxvirt: [], other: [] };
+  let memberships: ReturnType<typeof socketMemberships> | undefined;
   try {
     memberships = socketMemberships(def, (await fx.observeAll([])).links.values());
   } catch {
-    // the explanation then counts no groups; the limit is still named
+    // the message says the groups could not be counted; the limit is still named
   }
   return groupJoinMessage(def, message, { limit: fx.readSysctl(groupLimitSysctl(underlayFamily(def))), memberships });
 }

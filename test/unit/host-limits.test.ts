@@ -74,6 +74,8 @@ test('IPv4: the message names the limit, its value, the groups joined and both w
   assert.ok(others.includes('have joined 1 group and other VXLAN devices 1 more;'), others);
   assert.ok(others.includes('sysctl -w net.ipv4.igmp_max_memberships=40;'), others);
   assert.not.ok(others.includes('\n'));
+  const unread = groupJoinMessage(def, ENOBUFS(121), { limit: 20, memberships: undefined });
+  assert.ok(unread.includes('net.ipv4.igmp_max_memberships = 20 IPv4 groups') && unread.includes('the groups VXLAN devices on UDP port 4789 have joined could not be read;'), unread);
 });
 
 test('IPv6: the message names net.core.optmem_max and never suggests lowering it', () => {
