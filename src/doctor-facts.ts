@@ -8,11 +8,13 @@ import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path';
 import type { Facts, FileFacts, HookFacts, NetworkFacts } from './doctor.ts';
 import { oneLine } from './errors.ts';
+import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
 import * as iproute from './iproute.ts';
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned } from './plan.ts';
 import * as store from './store.ts';
+import { readSysctl } from './sysctl.ts';
 
 /** A command as libvirt's hooks find it: on libvirt's fixed PATH, not the caller's. */
 function onHookPath(cmd: string): string | undefined {
@@ -128,11 +130,19 @@ async function networkFacts(defs: readonly NetworkDefinition[]): Promise<Network
   return out;
 }
 
+/** The IPv4 group limit of this network namespace, if a definition has an IPv4 group. */
+function igmpFacts(defs: readonly NetworkDefinition[]): Facts['igmpMaxMemberships'] {
+  if (ipv4GroupBudgets(defs).length === 0) return undefined;
+  const value = readSysctl(IGMP_MAX_MEMBERSHIPS);
+  return value === undefined ? { error: `${sysctlPath(IGMP_MAX_MEMBERSHIPS)} cannot be read` } : { value };
+}
+
 export async function gatherFacts(hooksDir: string): Promise<Facts> {
   const { defs, broken } = store.loadDefinitions();
   const networksDir = store.networksDir();
   const { hook, files: hookFiles } = hookFacts(hooksDir);
   const [ip, vxlan, networks] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs)]);
+  const igmp = igmpFacts(defs);
   const configFiles = [dirname(networksDir), networksDir, ...[...defs.map((d) => d.name), ...broken.map((b) => b.name)].sort().map((n) => join(networksDir, `${n}.json`))];
   const files = [
     ...configFiles.map((p) => fileFacts(p, 'config')),
@@ -146,6 +156,7 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
     networksDir,
     broken: broken.map((b) => ({ name: b.name, error: oneLine(b.error) })),
     networks,
+    ...(igmp ? { igmpMaxMemberships: igmp } : {}),
     hook,
     files,
   };

@@ -1,6 +1,7 @@
 // `vxvirt check`: facts gathered from this host (doctor-facts.ts) in,
 // findings out. Pure, so every verdict and hint is tested without root.
 import { DEFAULT_HOOKS_DIR, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
+import { groupLimitHint, IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, NEAR_LIMIT } from './host-limits.ts';
 import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from './network-definition.ts';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
@@ -67,6 +68,8 @@ export interface Facts {
   /** Definition files that cannot be read. */
   broken: Array<{ name: string; error: string }>;
   networks: NetworkFacts[];
+  /** net.ipv4.igmp_max_memberships of this network namespace; read only when a definition has an IPv4 group. */
+  igmpMaxMemberships?: { value: number } | Failed;
   hook: HookFacts;
   files: FileFacts[];
 }
@@ -277,6 +280,42 @@ function checkNetwork(n: NetworkFacts): Finding[] {
   return out;
 }
 
+/**
+ * Whether the IPv4 groups the definitions need fit under the kernel's limit
+ * (host-limits.ts says how the kernel counts): one finding per VXLAN port.
+ * With every network in use, the networks past the limit cannot start.
+ */
+function checkGroupLimit(f: Facts): Finding[] {
+  const budgets = ipv4GroupBudgets(f.networks.map((n) => n.def));
+  const limit = f.igmpMaxMemberships;
+  if (budgets.length === 0 || limit === undefined) return [];
+  const subject = 'multicast groups';
+  if (failed(limit)) {
+    return [{ level: 'WARN', subject, message: `cannot read ${IGMP_MAX_MEMBERSHIPS}: ${limit.error}`, hint: `sysctl ${IGMP_MAX_MEMBERSHIPS}` }];
+  }
+  const max = limit.value;
+  return budgets.map(({ port, memberships }) => {
+    const need = memberships.length;
+    const devs = [...new Set(memberships.map((m) => m.dev))];
+    const perDev = devs.length > 1 ? ` (${devs.map((d) => `${d}: ${memberships.filter((m) => m.dev === d).length}`).join(', ')})` : ` on ${devs[0]}`;
+    const needs = `the networks' IPv4 multicast groups need ${need} membership${need === 1 ? '' : 's'} of the VXLAN socket of UDP port ${port}${perDev}`;
+    const allowed = `${IGMP_MAX_MEMBERSHIPS} = ${max}`;
+    const hint = groupLimitHint(IGMP_MAX_MEMBERSHIPS, Math.max(2 * max, Math.ceil(need / NEAR_LIMIT) + 1));
+    if (need > max) {
+      return {
+        level: 'FAIL' as const,
+        subject,
+        message: `${needs}, more than ${allowed} allows: with all of them in use, guests of the networks past ${max} groups cannot start (No buffer space available)`,
+        hint,
+      };
+    }
+    if (need >= NEAR_LIMIT * max) {
+      return { level: 'WARN' as const, subject, message: `${needs}, close to ${allowed}: a network with a new group past ${max} cannot start`, hint };
+    }
+    return { level: 'OK' as const, subject, message: `${needs}, within ${allowed}` };
+  });
+}
+
 function checkDefinitions(f: Facts): Finding[] {
   const out: Finding[] = f.broken.map((b) => ({
     level: 'FAIL' as const,
@@ -407,6 +446,7 @@ export function diagnose(f: Facts): Finding[] {
     ...checkHook(f.hook),
     ...checkDefinitions(f),
     ...f.networks.flatMap(checkNetwork),
+    ...checkGroupLimit(f),
     ...checkFiles(f.files),
   ];
 }

@@ -9,7 +9,8 @@
 // libvirt makes when the domain starts, src/conf/domain_validate.c and
 // src/qemu/qemu_validate.c):
 //   - type='bridge' with <source bridge='vxbrN'/> (other <source> attributes
-//     and children belong to the old type and go);
+//     and children belong to the old type and go: e.g. a socket back end's
+//     address and port, and udp's <local>);
 //   - dropped, because libvirt refuses them on a port of a plain Linux bridge:
 //     <virtualport> (802.1Qbg/Qbh are macvtap-only; openvswitch/midonet need
 //     those switches, vxbrN is a Linux bridge), <vlan> ("vlan tag not
@@ -62,8 +63,24 @@ import {
 export const VXVIRT_XMLNS = 'https://vxvirt.dev/xmlns/1';
 const PREFIX = 'vxvirt';
 
-/** Interface types a Linux bridge port can replace: they all end in a tap device. */
-const CONVERTIBLE_TYPES = ['network', 'bridge', 'direct', 'user', 'ethernet'] as const;
+/**
+ * Interface types a Linux bridge port can replace: QEMU emulates the NIC, and
+ * only its back end changes — to a tap on the bridge. The socket back ends
+ * (mcast, udp, server, client) are such emulated NICs too.
+ */
+const CONVERTIBLE_TYPES = ['network', 'bridge', 'direct', 'user', 'ethernet', 'mcast', 'udp', 'server', 'client'] as const;
+/**
+ * Why the other types cannot (libvirt's docs/formatdomain.rst; QEMU's
+ * command-line builder refuses the last three as "Unsupported net type").
+ */
+const NOT_A_TAP: Record<string, string> = {
+  hostdev: 'a host device passed through (SR-IOV VF), no tap',
+  vdpa: 'a vDPA device, no tap',
+  vhostuser: "a vhost-user socket (e.g. OVS-DPDK's), no tap",
+  null: 'not run by QEMU (VMware ESX only)',
+  vds: 'not run by QEMU (VMware ESX only)',
+  internal: 'not run by QEMU (VirtualBox only)',
+};
 const VIRTIO_MODELS = new Set(['virtio', 'virtio-transitional', 'virtio-non-transitional']);
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
@@ -186,6 +203,12 @@ const entryFor = (entries: readonly Entry[], nic: XmlElement, index: number): En
 function describeNic(nic: XmlElement, index: number): string {
   const mac = macOf(nic);
   return `interface ${index}${mac ? ` (${mac})` : ''} of type '${attr(nic, 'type') ?? ''}'`;
+}
+
+/** describeNic, and why its type cannot become a bridge port (when vxvirt knows). */
+function describeRefusal(nic: XmlElement, index: number): string {
+  const why = NOT_A_TAP[attr(nic, 'type') ?? ''];
+  return `${describeNic(nic, index)}${why ? ` (${why})` : ''}`;
 }
 
 /** The domain's NICs as vxvirt sees them (for the CLI and the hot-plug path). */
@@ -550,7 +573,7 @@ export function generate(xml: string, opts: GenerateOptions): string {
     const chosen = select(d, opts.interfaces);
     const refused = chosen.filter((i) => !(CONVERTIBLE_TYPES as readonly string[]).includes(attr(d.nics[i] as XmlElement, 'type') ?? ''));
     if (refused.length > 0) {
-      const what = refused.map((i) => describeNic(d.nics[i] as XmlElement, i)).join(', ');
+      const what = refused.map((i) => describeRefusal(d.nics[i] as XmlElement, i)).join(', ');
       const hint = opts.interfaces?.length ? '' : '; choose the others with --interface';
       throw new DomainXmlError(
         `${what} cannot become a port of bridge ${bridge}: only types ${CONVERTIBLE_TYPES.join(', ')} can${hint}`,

@@ -11,13 +11,15 @@
 // for the tests that kill the hook there; it is compiled out of dist/.
 import { crashPoint } from './crash-point.ts';
 import { InternalError, NotFoundError, VxvirtError, warn } from './errors.ts';
+import { groupJoinMessage, groupLimitSysctl, isGroupJoinRefusal, socketMemberships } from './host-limits.ts';
 import { logChanges, type Change } from './log.ts';
 import * as iproute from './iproute.ts';
 import type { ObserveQuery } from './iproute.ts';
-import { bridgeName, floodingMode, sameNetwork, vxlanName, type NetworkDefinition } from './network-definition.ts';
+import { bridgeName, floodingMode, sameNetwork, underlayFamily, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { ownedDevices, planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
 import { planReconcile, type Action, type LibvirtFacts, type ReconcileFacts, type ReconcilePlan } from './reconcile.ts';
 import * as store from './store.ts';
+import { readSysctl } from './sysctl.ts';
 import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork } from './store.ts';
 import { addUser, hasUsers, removeUser, type Users } from './users.ts';
 
@@ -35,6 +37,10 @@ export function flushChangeLog(): void {
 export interface Effects {
   observe(query: ObserveQuery): Promise<Observed>;
   apply(steps: readonly Step[]): Promise<void>;
+  /** Every device of the host: only to explain a failure, never on the hook's happy path. */
+  observeAll(fdbDevices: readonly string[]): Promise<Observed>;
+  /** A numeric kernel setting of this network namespace (undefined: unreadable). */
+  readSysctl(name: string): number | undefined;
   readUsers(network: string): Users;
   writeUsers(network: string, users: Users): void;
   readDomainRecord(key: string): DomainRecord | undefined;
@@ -53,6 +59,8 @@ export interface Effects {
 export const realEffects: Effects = {
   observe: iproute.observe,
   apply: iproute.apply,
+  observeAll: iproute.observeAll,
+  readSysctl,
   readUsers: store.readUsers,
   writeUsers: store.writeUsers,
   readDomainRecord: store.readDomainRecord,
@@ -113,12 +121,29 @@ export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?
       crashPoint('ensure:applied');
     } catch (err) {
       lastError = err;
+      // A host limit does not go away by trying again.
+      if (isGroupJoinRefusal(def, (err as Error).message)) break;
     }
   }
   if (lastError instanceof VxvirtError) {
-    throw new (lastError.constructor as new (m: string) => VxvirtError)(`network ${def.name}: ${lastError.message}`);
+    const message = isGroupJoinRefusal(def, lastError.message) ? await explainGroupJoin(def, lastError.message, fx) : lastError.message;
+    throw new (lastError.constructor as new (m: string) => VxvirtError)(`network ${def.name}: ${message}`);
   }
   throw new InternalError(`network ${def.name}: devices ${bridgeName(def.vni)}/${vxlanName(def.vni)} still differ from the definition after ${MAX_ATTEMPTS} attempts`);
+}
+
+/**
+ * The kernel would not join one more multicast group: read the limit and the
+ * groups joined (only now, after the failure) and say what to do.
+ */
+async function explainGroupJoin(def: NetworkDefinition, message: string, fx: Effects): Promise<string> {
+  let memberships: ReturnType<typeof socketMemberships> | undefined;
+  try {
+    memberships = socketMemberships(def, (await fx.observeAll([])).links.values());
+  } catch {
+    // the message says the groups could not be counted; the limit is still named
+  }
+  return groupJoinMessage(def, message, { limit: fx.readSysctl(groupLimitSysctl(underlayFamily(def))), memberships });
 }
 
 /**
@@ -295,7 +320,6 @@ export interface SurveyEffects extends Effects {
   loadDefinitions(): LoadedDefinitions;
   listUserNetworks(): string[];
   listDomainRecords(): RecordedDomain[];
-  observeAll(fdbDevices: readonly string[]): Promise<Observed>;
 }
 
 // A function, not a constant, so that the hook's bundle does not carry it.
@@ -304,7 +328,6 @@ export const realSurveyEffects = (): SurveyEffects => ({
   loadDefinitions: store.loadDefinitions,
   listUserNetworks: store.listUserNetworks,
   listDomainRecords: store.listDomainRecords,
-  observeAll: iproute.observeAll,
 });
 
 export interface ReconcileOptions {

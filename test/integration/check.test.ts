@@ -96,6 +96,37 @@ it('a multicast group without a route: a warning, not a failure', ({ host, hooks
   assert.is(p?.hint, "ip route add 239.1.1.1/32 dev ens47f1, and make it persistent in the host's network configuration");
 });
 
+it("multicast groups against this namespace's igmp_max_memberships: OK, WARN from 80 %, FAIL past it, a shared group counted once", ({ host, hooks }) => {
+  healthy(host, hooks); // one group, 239.1.1.1
+  const limit = host.exec('sysctl', ['-q', '-w', 'net.ipv4.igmp_max_memberships=2']);
+  assert.is(limit.status, 0, limit.stderr);
+  const groupFinding = (): Finding | undefined => check(host, hooks).findings.find((f) => f.subject === 'multicast groups');
+  assert.equal(
+    [groupFinding()?.level, groupFinding()?.message],
+    ['OK', "the networks' IPv4 multicast groups need 1 membership of the VXLAN socket of UDP port 4789 on ens47f1, within net.ipv4.igmp_max_memberships = 2"],
+  );
+  const define = (name: string, vni: string, group: string): void => {
+    host.ip('route', 'replace', `${group}/32`, 'dev', 'ens47f1');
+    const r = host.vxvirt('define-network', '--no-libvirt', name, '--vni', vni, '--dev', 'ens47f1', '--group', group);
+    assert.is(r.status, 0, r.stderr);
+  };
+  define('mc2', '45', '239.1.1.2');
+  let r = check(host, hooks);
+  assert.equal(problems(r.findings), [
+    "WARN multicast groups: the networks' IPv4 multicast groups need 2 memberships of the VXLAN socket of UDP port 4789 on ens47f1, close to net.ipv4.igmp_max_memberships = 2: a network with a new group past 2 cannot start",
+  ]);
+  assert.is(r.status, 0);
+  define('shares', '46', '239.1.1.1');
+  assert.equal(groupFinding()?.level, 'WARN', 'a shared group adds no membership');
+  define('mc3', '47', '239.1.1.3');
+  r = check(host, hooks);
+  const fail = r.findings.find((f) => f.subject === 'multicast groups');
+  assert.is(fail?.level, 'FAIL');
+  assert.match(fail?.message ?? '', /need 3 memberships .*, more than net\.ipv4\.igmp_max_memberships = 2 allows/);
+  assert.match(fail?.hint ?? '', /^raise net\.ipv4\.igmp_max_memberships \(sysctl -w net\.ipv4\.igmp_max_memberships=5; .*\), or let several networks share one group/);
+  assert.is(r.status, 10);
+});
+
 it('a world-writable definitions directory fails; a state directory others can enter warns', ({ host, hooks }) => {
   healthy(host, hooks);
   const networks = join(host.env.VXVIRT_CONFIG_DIR, 'networks');

@@ -21,6 +21,11 @@ export class FakeHost {
   /** Every observe query's device names, to check that reads stay scoped. */
   queried: string[][] = [];
   warnings: string[] = [];
+  /** Kernel settings readSysctl answers from, and the names it was asked for. */
+  sysctls = new Map<string, number>();
+  sysctlReads: string[] = [];
+  /** How often every device was read (observeAll). */
+  surveyed = 0;
   applied: Step[][] = [];
   lockHeld = false;
   private lockQueue: Promise<void> = Promise.resolve();
@@ -103,6 +108,17 @@ export class FakeHost {
         };
       },
       apply: async (steps) => this.apply(steps),
+      observeAll: async (fdbDevices) => {
+        this.surveyed++;
+        return {
+          links: new Map([...this.links].map(([k, v]) => [k, structuredClone(v)])),
+          floodDsts: new Map([...this.fdb].filter(([k]) => fdbDevices.includes(k) && this.links.has(k)).map(([k, v]) => [k, [...v]])),
+        };
+      },
+      readSysctl: (name) => {
+        this.sysctlReads.push(name);
+        return this.sysctls.get(name);
+      },
       readUsers: (network) => ({ ...(this.users.get(network) ?? {}) }),
       writeUsers: (network, users) => {
         if (!this.lockHeld) throw new Error('users written without the host lock');
@@ -154,10 +170,6 @@ export class FakeHost {
       loadDefinitions: () => ({ defs: [...this.defs], broken: [...this.broken] }),
       listUserNetworks: () => [...this.users.keys()],
       listDomainRecords: () => [...this.domains].map(([key, record]) => ({ key, record: structuredClone(record) })),
-      observeAll: async (fdbDevices) => ({
-        links: new Map([...this.links].map(([k, v]) => [k, structuredClone(v)])),
-        floodDsts: new Map([...this.fdb].filter(([k]) => fdbDevices.includes(k) && this.links.has(k)).map(([k, v]) => [k, [...v]])),
-      }),
     };
   }
 }

@@ -191,6 +191,49 @@ test('a multicast network: the route the VXLAN device uses decides, the table on
   assert.match(x?.hint ?? '', /^ip -6 route add ff05::42\/128 dev ens47f1/);
 });
 
+test('multicast groups: OK under 80 % of igmp_max_memberships, WARN from 80 %, FAIL past it; counted per VXLAN port, a group once per underlay', () => {
+  const mcNet = (name: string, vni: number, group: string, extra: Partial<DefinitionInput> = {}): NetworkFacts =>
+    net({ def: validateDefinition({ name, vni, dev: 'ens47f1', group, ...extra }), local: undefined, groupRoute: { bound: { dev: 'ens47f1' }, table: { dev: 'ens47f1' } } });
+  const groups = (n: number, port?: number): NetworkFacts[] =>
+    Array.from({ length: n }, (_, i) => mcNet(`mc${i}${port ?? ''}`, 100 + i + (port ?? 0), `239.1.1.${i + 1}`, port ? { dstport: port } : {}));
+  const finding = (networks: NetworkFacts[], value: number): Finding[] =>
+    diagnose(with_((f) => ((f.networks = networks), (f.igmpMaxMemberships = { value })))).filter((x) => x.subject === 'multicast groups');
+
+  const [ok] = finding(groups(15), 20);
+  assert.is(ok?.level, 'OK');
+  assert.is(ok?.message, "the networks' IPv4 multicast groups need 15 memberships of the VXLAN socket of UDP port 4789 on ens47f1, within net.ipv4.igmp_max_memberships = 20");
+  assert.is(ok?.hint, undefined);
+
+  const [warn] = finding(groups(16), 20);
+  assert.is(warn?.level, 'WARN');
+  assert.match(warn?.message ?? '', /need 16 memberships .*, close to net\.ipv4\.igmp_max_memberships = 20: a network with a new group past 20 cannot start$/);
+  assert.match(warn?.hint ?? '', /^raise net\.ipv4\.igmp_max_memberships \(sysctl -w net\.ipv4\.igmp_max_memberships=40; .*\/etc\/sysctl\.d\/90-vxvirt\.conf\), or let several networks share one group \(--group may be the same/);
+  assert.is(finding(groups(20), 20)[0]?.level, 'WARN', 'at the limit: all start, the next cannot');
+
+  const [fail] = finding(groups(21), 20);
+  assert.is(fail?.level, 'FAIL');
+  assert.match(fail?.message ?? '', /need 21 memberships .*, more than net\.ipv4\.igmp_max_memberships = 20 allows: with all of them in use, guests of the networks past 20 groups cannot start/);
+  assert.match(fail?.hint ?? '', /sysctl -w net\.ipv4\.igmp_max_memberships=40;/);
+  assert.match(finding(groups(50), 20)[0]?.hint ?? '', /igmp_max_memberships=64;/, 'the value suggested leaves room');
+  assert.is(summary(diagnose(with_((f) => ((f.networks = groups(21)), (f.igmpMaxMemberships = { value: 20 }))))).fail, 1);
+
+  // Sharing a group: 30 VNIs on 3 groups are 3 memberships.
+  const shared = Array.from({ length: 30 }, (_, i) => mcNet(`s${i}`, 300 + i, `239.2.2.${i % 3}`));
+  assert.match(finding(shared, 20)[0]?.message ?? '', /need 3 memberships/);
+  // The same group on two underlays is two memberships; each port is a socket of its own; IPv6 groups are not counted.
+  const split = [mcNet('a', 1, '239.3.3.3'), mcNet('b', 2, '239.3.3.3', { dev: 'ens47f2' }), ...groups(2, 8472), mcNet('v6', 9, 'ff05::9')];
+  const byPort = finding(split, 2);
+  assert.equal(byPort.map((x) => x.level), ['WARN', 'WARN']);
+  assert.match(byPort[0]?.message ?? '', /need 2 memberships of the VXLAN socket of UDP port 4789 \(ens47f1: 1, ens47f2: 1\)/);
+  assert.match(byPort[1]?.message ?? '', /need 2 memberships of the VXLAN socket of UDP port 8472 on ens47f1/);
+
+  // No IPv4 group, or the limit not gathered: no finding; unreadable: a warning.
+  assert.equal(finding([net()], 20), []);
+  assert.equal(diagnose(with_((f) => (f.networks = groups(3)))).filter((x) => x.subject === 'multicast groups'), []);
+  const unread = diagnose(with_((f) => ((f.networks = groups(3)), (f.igmpMaxMemberships = { error: '/proc/sys/net/ipv4/igmp_max_memberships cannot be read' })))).find((x) => x.subject === 'multicast groups');
+  assert.is(unread?.level, 'WARN');
+});
+
 test('MTU: what guests get, and when that deserves a warning', () => {
   const mtu = (underlayMtu: number, extra: Partial<DefinitionInput> = {}): Finding | undefined =>
     diagnose(with_((f) => (f.networks = [net({ def: def(extra), underlay: { ...goodUnderlay, mtu: underlayMtu } })]))).find((x) => /MTU|--mtu/.test(x.message) && x.subject === 'network tut' && !/underlay device/.test(x.message));

@@ -166,6 +166,34 @@ test('a persistent apply failure is reported with the network name', async () =>
   assert.equal(h.names(), ['ens47f1'], 'the bridge made before the failure is gone');
 });
 
+test('a refused multicast join names the limit, its value and the groups joined; tried once; rolled back; the happy path reads no sysctl', async () => {
+  const h = host();
+  const other = validateDefinition({ name: 'other', vni: 45, dev: 'ens47f1', group: '239.1.1.2' });
+  await ensureForDomain(B, [other], h.effects());
+  assert.equal(h.sysctlReads, [], 'a start that works reads no sysctl');
+  assert.is(h.surveyed, 0, 'a start that works reads no other devices');
+
+  h.sysctls.set('net.ipv4.igmp_max_memberships', 1);
+  h.failOn = (s) => (s.op === 'up' && s.name === 'vxlan43' ? "RTNETLINK answers: No buffer space available (at 'ip link set dev vxlan43 up')" : undefined);
+  const applies = h.applied.length;
+  try {
+    await ensureForDomain(A, [tut, mc], h.effects());
+    assert.unreachable();
+  } catch (err) {
+    const message = (err as Error).message;
+    assert.ok(message.startsWith("network mc: the kernel refused to join multicast group 239.1.1.1 on ens47f1 (RTNETLINK answers: No buffer space available (at 'ip link set dev vxlan43 up')): "), message);
+    assert.ok(message.includes('net.ipv4.igmp_max_memberships = 1 '), message);
+    assert.ok(message.includes("vxvirt's VXLAN devices on UDP port 4789 have joined 1 group;"), message);
+  }
+  assert.equal(h.sysctlReads, ['net.ipv4.igmp_max_memberships']);
+  assert.is(h.surveyed, 1);
+  const joins = h.applied.slice(applies).filter((steps) => steps.some((st) => st.op === 'up' && st.name === 'vxlan43'));
+  assert.is(joins.length, 1, 'a host limit is not retried');
+  assert.equal(h.names(), ['ens47f1', 'vxbr45', 'vxlan45'], "A's pairs are rolled back, B's stays");
+  assert.equal([...h.users.keys()], ['other']);
+  assert.is(h.domains.get(A.key), undefined);
+});
+
 test('a failed second prepare keeps the records of the first', async () => {
   const h = host();
   await ensureForDomain(A, [tut], h.effects());
