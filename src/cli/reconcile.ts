@@ -1,8 +1,10 @@
-// `vxvirt reconcile`: converge definitions, state and devices (the rules are
-// in src/reconcile.ts, the carrying out in src/lifecycle.ts). This command
-// asks libvirt which domains run — the hook never may — and does so before
-// it takes the host lock: libvirtd holds a domain while its hook runs, and
-// the hook waits for the lock.
+// `vxvirt reconcile`: converge definitions, state, devices and libvirt
+// networks (the rules are in src/reconcile.ts, the carrying out of the host's
+// part in src/lifecycle.ts). This command asks libvirt which domains run and
+// which libvirt networks exist — the hook never may — and does so, and makes
+// or removes libvirt networks, before it takes the host lock: libvirtd holds
+// a domain while its hook runs, runs network hooks as it starts a network,
+// and the hooks wait for the lock.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { NotConvergedError, oneLine, UsageError, warn } from '../errors.ts';
 import { defineLibvirtNetwork, listActiveDomains, listLibvirtNetworks, undefineLibvirtNetwork } from '../libvirt/index.ts';
@@ -138,7 +140,7 @@ export const reconcileCommand: CommandModule<object, ReconcileArgs> = {
         default: String(DEFAULT_GRACE_S),
         describe: 'without libvirt, a user younger than this many seconds is kept (its guest may be starting)',
       })
-      .option('libvirt', { type: 'boolean', default: true, describe: 'ask libvirt which domains run (--no-libvirt: judge by age and bridge ports)' })
+      .option('libvirt', { type: 'boolean', default: true, describe: 'ask libvirt which domains run and which libvirt networks exist (--no-libvirt: judge users by age and bridge ports, leave libvirt networks alone)' })
       .example('$0 reconcile --dry-run', 'what would change; exit 11 if anything would (0: converged)')
       .example('$0 reconcile', 'after a crash, a reboot or a hand edit: repair, drop stale users, remove unused pairs') as unknown as Argv<ReconcileArgs>,
   handler: async (argv: ArgumentsCamelCase<ReconcileArgs>) => {
