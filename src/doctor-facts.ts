@@ -1,16 +1,18 @@
 // What `vxvirt check` judges (doctor.ts), read from this host: tools as
-// libvirt's hooks find them, the kernel, the hook, each network's underlay,
+// libvirt's hooks find them, the kernel, how libvirt is reached (bindings or
+// virsh), the hook, each network's underlay,
 // and who may change the files that decide what root does. It only reads;
 // the one thing it creates — a VXLAN device, to see that the kernel can —
 // lives and dies in a network namespace of its own.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Facts, FileFacts, HookFacts, NetworkFacts } from './doctor.ts';
+import type { Facts, FileFacts, HookFacts, LibvirtAccessFacts, NetworkFacts } from './doctor.ts';
 import { oneLine } from './errors.ts';
 import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
 import * as iproute from './iproute.ts';
+import { describeAccess, libvirtAccess } from './libvirt/index.ts';
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned } from './plan.ts';
 import * as store from './store.ts';
@@ -137,11 +139,37 @@ function igmpFacts(defs: readonly NetworkDefinition[]): Facts['igmpMaxMembership
   return value === undefined ? { error: `${sysctlPath(IGMP_MAX_MEMBERSHIPS)} cannot be read` } : { value };
 }
 
+/** A command on the caller's PATH (vxvirt's CLI runs virsh from there, not from the hook's PATH). */
+function onPath(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+    const path = join(dir, cmd);
+    try {
+      accessSync(path, constants.X_OK);
+      if (statSync(path).isFile()) return path;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+async function libvirtFacts(): Promise<LibvirtAccessFacts> {
+  let access: LibvirtAccessFacts['access'];
+  try {
+    const a = await libvirtAccess();
+    access = { ...a, description: describeAccess(a) };
+  } catch (err) {
+    access = { error: oneLine(err) };
+  }
+  const virsh = onPath('virsh');
+  return { access, virsh: virsh ? { path: virsh } : { error: `virsh not found on PATH (${process.env.PATH ?? ''})` } };
+}
+
 export async function gatherFacts(hooksDir: string): Promise<Facts> {
   const { defs, broken } = store.loadDefinitions();
   const networksDir = store.networksDir();
   const { hook, files: hookFiles } = hookFacts(hooksDir);
-  const [ip, vxlan, networks] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs)]);
+  const [ip, vxlan, networks, libvirt] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs), libvirtFacts()]);
   const igmp = igmpFacts(defs);
   const configFiles = [dirname(networksDir), networksDir, ...[...defs.map((d) => d.name), ...broken.map((b) => b.name)].sort().map((n) => join(networksDir, `${n}.json`))];
   const files = [
@@ -159,5 +187,6 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
     ...(igmp ? { igmpMaxMemberships: igmp } : {}),
     hook,
     files,
+    libvirt,
   };
 }

@@ -57,6 +57,14 @@ export interface FileFacts {
   mode: number;
 }
 
+/** How vxvirt reaches libvirt (src/libvirt/): the backend for domains, and virsh (networks, hot-plug, or everything). */
+export interface LibvirtAccessFacts {
+  /** The backend chosen, as src/libvirt/choice.ts describes it; or why none could be (bad VXVIRT_LIBVIRT, bindings required but missing). */
+  access: { backend: 'bindings' | 'virsh'; setting: 'auto' | 'bindings' | 'virsh'; bindingsError?: string; description: string } | Failed;
+  /** `virsh` on PATH. */
+  virsh: { path: string } | Failed;
+}
+
 export interface Facts {
   /** `ip -V`'s line and whether `ip -j` works. */
   iproute: { version: string; json: boolean } | Failed;
@@ -72,6 +80,7 @@ export interface Facts {
   igmpMaxMemberships?: { value: number } | Failed;
   hook: HookFacts;
   files: FileFacts[];
+  libvirt: LibvirtAccessFacts;
 }
 
 /**
@@ -136,6 +145,28 @@ function checkVxlan(f: Facts['vxlan']): Finding {
     message: `cannot create a VXLAN device and a bridge: ${f.error}`,
     hint: 'load the drivers (modprobe vxlan; modprobe bridge); if modprobe finds no vxlan module, install the kernel modules package for $(uname -r)',
   };
+}
+
+const BINDINGS_HINT = 'install libvirt-dev, python3, g++ and make, then `npm rebuild @unraid/libvirt` where vxvirt is installed; or unset VXVIRT_LIBVIRT to use virsh';
+
+function checkLibvirtAccess(f: LibvirtAccessFacts): Finding[] {
+  const subject = 'libvirt access';
+  const out: Finding[] = [];
+  if (failed(f.access)) {
+    out.push({
+      level: 'FAIL',
+      subject,
+      message: f.access.error,
+      hint: /VXVIRT_LIBVIRT=bindings/.test(f.access.error) ? BINDINGS_HINT : 'set VXVIRT_LIBVIRT to auto, bindings or virsh, or unset it',
+    });
+  } else {
+    out.push({ level: 'OK', subject, message: f.access.description });
+  }
+  if (failed(f.virsh)) {
+    const needs = !failed(f.access) && f.access.backend === 'bindings' ? 'libvirt networks and hot-plug' : 'everything vxvirt asks libvirt (no bindings are in use)';
+    out.push({ level: 'FAIL', subject: 'virsh', message: `${f.virsh.error}: vxvirt needs it for ${needs}`, hint: 'install libvirt-clients (RHEL/Rocky/Alma: libvirt-client)' });
+  }
+  return out;
 }
 
 const redefine = (def: NetworkDefinition, option: string): string =>
@@ -437,12 +468,13 @@ function checkFiles(files: readonly FileFacts[]): Finding[] {
   return out;
 }
 
-/** Every finding, in the order an operator fixes things: tools, kernel, hook, networks, files. */
+/** Every finding, in the order an operator fixes things: tools, kernel, libvirt access, hook, networks, files. */
 export function diagnose(f: Facts): Finding[] {
   return [
     checkIproute(f.iproute),
     checkFlock(f.flock),
     checkVxlan(f.vxlan),
+    ...checkLibvirtAccess(f.libvirt),
     ...checkHook(f.hook),
     ...checkDefinitions(f),
     ...f.networks.flatMap(checkNetwork),

@@ -93,9 +93,10 @@ export interface Drift {
   /**
    * device: differs from the definition; missing: used but absent; unused:
    * exists without users; error: cannot be made as defined; undefined: the
-   * devices of a network no longer defined.
+   * devices of a network no longer defined; libvirt-network: its libvirt
+   * network is not as the definition wants it (reconcile.ts, step 4).
    */
-  kind: 'device' | 'missing' | 'unused' | 'error' | 'undefined';
+  kind: 'device' | 'missing' | 'unused' | 'error' | 'undefined' | 'libvirt-network';
   devices: string[];
   detail: string;
 }

@@ -53,6 +53,8 @@ export class NotFoundError extends VxvirtError {
 export class LibvirtError extends VxvirtError {
   override readonly exitCode = 9;
 }
+/** libvirtd could not be reached at all (not running, wrong URI): commands that can finish later say so and go on. */
+export class LibvirtUnreachableError extends LibvirtError {}
 /** `vxvirt check` ran and found failures: a result for scripts and monitoring, not a crash of the check (1). */
 export class CheckFailedError extends VxvirtError {
   override readonly exitCode = 10;

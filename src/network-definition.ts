@@ -18,6 +18,12 @@ export interface NetworkDefinition {
   mtu?: number;
   ttl?: number;
   learning: boolean;
+  /**
+   * Whether vxvirt keeps a libvirt network NAME for it (define-network, false
+   * with --no-libvirt): `vxvirt reconcile` makes a missing one. Absent in
+   * definitions written before this was recorded: then reconcile makes none.
+   */
+  libvirt?: boolean;
 }
 
 export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
@@ -136,6 +142,7 @@ export interface DefinitionInput {
   mtu?: unknown;
   ttl?: unknown;
   learning?: unknown;
+  libvirt?: unknown;
 }
 
 /** Validate everything and return a normalised definition, or throw one DefinitionError naming the bad value. */
@@ -198,12 +205,16 @@ export function validateDefinition(input: DefinitionInput): NetworkDefinition {
     fail('learning', input.learning, 'must be true or false');
   }
   const learning = input.learning ?? true;
+  if (input.libvirt !== undefined && typeof input.libvirt !== 'boolean') {
+    fail('libvirt', input.libvirt, 'must be true or false');
+  }
 
   const def: NetworkDefinition = { name, vni, dev, remotes, dstport, learning };
   if (local !== undefined) def.local = local;
   if (group !== undefined) def.group = group;
   if (mtu !== undefined) def.mtu = mtu;
   if (ttl !== undefined) def.ttl = ttl;
+  if (input.libvirt !== undefined) def.libvirt = input.libvirt;
   return def;
 }
 

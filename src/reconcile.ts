@@ -309,3 +309,97 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
   actions.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
   return { actions, left, notes };
 }
+
+// ---- libvirt networks ------------------------------------------------------------
+//
+// 4. libvirt networks (carried out by the CLI outside the host lock: libvirt
+//    runs its network hooks while it starts one): a definition that wants a
+//    libvirt network (define-network without --no-libvirt) gets it made,
+//    started and autostarted as define-network makes it — the one
+//    define-network could not make because libvirtd was down, or one removed
+//    by hand; a libvirt network vxvirt made (its metadata carries vxvirt's
+//    mark) for a network that is no longer defined is removed. A libvirt
+//    network vxvirt did not make is never touched, nor one guests are
+//    connected to.
+
+/** A libvirt network as reconcile sees it. */
+export interface LibvirtNetworkView {
+  name: string;
+  /** vxvirt's mark is in its metadata. */
+  ours: boolean;
+  /** The VNI in vxvirt's mark. */
+  vni?: number;
+  active: boolean;
+  autostart: boolean;
+  connections: number;
+}
+
+export type LibvirtNetworkFacts = { reachable: true; networks: LibvirtNetworkView[] } | { reachable: false; reason: string };
+
+export type LibvirtNetworkAction = Base &
+  ({ kind: 'define-libvirt-network'; network: string; def: NetworkDefinition } | { kind: 'remove-libvirt-network'; network: string });
+
+export interface LibvirtNetworkPlan {
+  actions: LibvirtNetworkAction[];
+  left: string[];
+  notes: string[];
+}
+
+/**
+ * How a defined network's libvirt network differs from what its definition
+ * wants, in words (for status); undefined when it does not. `n` is libvirt's
+ * network of that name, if any.
+ */
+export function libvirtNetworkDrift(def: NetworkDefinition, n: LibvirtNetworkView | undefined): string | undefined {
+  if (n?.ours && n.vni !== def.vni) return `libvirt network ${def.name} puts guests on ${n.vni === undefined ? 'another bridge' : bridgeName(n.vni)}, not ${bridgeName(def.vni)}`;
+  if (def.libvirt !== true) return undefined;
+  if (!n) return `libvirt network ${def.name} does not exist`;
+  if (!n.ours) return `libvirt network ${def.name} was not made by vxvirt`;
+  if (!n.active) return `libvirt network ${def.name} is not active`;
+  if (!n.autostart) return `libvirt network ${def.name} is not autostarted`;
+  return undefined;
+}
+
+export function planLibvirtNetworks(defs: readonly NetworkDefinition[], broken: readonly string[], facts: LibvirtNetworkFacts): LibvirtNetworkPlan {
+  const plan: LibvirtNetworkPlan = { actions: [], left: [], notes: [] };
+  const wanted = [...defs].filter((d) => d.libvirt === true).sort((a, b) => a.name.localeCompare(b.name));
+  if (!facts.reachable) {
+    if (wanted.length > 0) plan.notes.push(`libvirt is unreachable (${facts.reason}): the libvirt networks of ${wanted.map((d) => d.name).join(', ')} were not checked`);
+    return plan;
+  }
+  const byName = new Map(facts.networks.map((n) => [n.name, n]));
+  for (const def of wanted) {
+    const n = byName.get(def.name);
+    const bridge = bridgeName(def.vni);
+    const define = (line: string): void => void plan.actions.push({ kind: 'define-libvirt-network', network: def.name, def, lines: [line] });
+    if (!n) {
+      define(`created libvirt network ${def.name} on ${bridge}: network ${def.name} is defined with one, and libvirt has none`);
+    } else if (!n.ours) {
+      plan.left.push(`left libvirt network ${def.name} alone: vxvirt did not make it, so network ${def.name} has none (rename one of them, or define ${def.name} again with --no-libvirt)`);
+    } else if (n.vni !== def.vni) {
+      const was = n.vni === undefined ? 'another bridge' : bridgeName(n.vni);
+      if (n.active && n.connections > 0) {
+        plan.left.push(`libvirt network ${def.name} puts guests on ${was}, not ${bridge}, and has ${n.connections} guest connection(s): reconcile updates it once they are gone`);
+      } else {
+        define(`updated libvirt network ${def.name}: ${was} -> ${bridge}`);
+      }
+    } else if (!n.active || !n.autostart) {
+      const what = [!n.active ? 'started' : '', !n.autostart ? 'autostarted' : ''].filter(Boolean).join(' and ');
+      define(`${what} libvirt network ${def.name}: it was ${[!n.active ? 'inactive' : '', !n.autostart ? 'not autostarted' : ''].filter(Boolean).join(' and ')}`);
+    }
+  }
+  const defined = new Set(defs.map((d) => d.name));
+  const unreadable = new Set(broken);
+  for (const n of [...facts.networks].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!n.ours || defined.has(n.name)) continue;
+    const on = n.vni === undefined ? '' : ` (${bridgeName(n.vni)})`;
+    if (unreadable.has(n.name)) {
+      plan.left.push(`left libvirt network ${n.name}${on} alone: the definition of ${n.name} cannot be read`);
+    } else if (n.active && n.connections > 0) {
+      plan.left.push(`left libvirt network ${n.name}${on} in place: vxvirt made it for a network no longer defined, but it has ${n.connections} guest connection(s)`);
+    } else {
+      plan.actions.push({ kind: 'remove-libvirt-network', network: n.name, lines: [`removed libvirt network ${n.name}${on}: network ${n.name} is no longer defined`] });
+    }
+  }
+  return plan;
+}

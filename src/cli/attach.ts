@@ -22,7 +22,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { readDomain, networksUsedBy } from '../domain-xml.ts';
 import { LibvirtError, UsageError, warn } from '../errors.ts';
 import { detach, generate, interfaceXml, listInterfaces, liveInterfaceXml, selectInterfaces } from '../generator.ts';
-import * as libvirt from '../libvirt.ts';
+import * as libvirt from '../libvirt/index.ts';
 import { ensureForDomain, releaseDomain } from '../lifecycle.ts';
 import { bridgeName, type NetworkDefinition } from '../network-definition.ts';
 import * as store from '../store.ts';

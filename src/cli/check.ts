@@ -15,7 +15,7 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
 
 export const check: CommandModule<object, Args> = {
   command: 'check',
-  describe: "Check this host: iproute2, flock, the kernel's VXLAN support, the hook, each network's underlay, route and MTU, the multicast group limit, file permissions",
+  describe: "Check this host: iproute2, flock, the kernel's VXLAN support, libvirt access (bindings or virsh), the hook, each network's underlay, route and MTU, the multicast group limit, file permissions",
   builder: (y: Argv) =>
     hooksDirOption(y)
       .option('json', { type: 'boolean', default: false, describe: 'print the findings as a JSON array of {level, subject, message, hint}' })

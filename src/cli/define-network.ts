@@ -1,10 +1,10 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError, warn } from '../errors.ts';
+import { DefinitionError, LibvirtUnreachableError, warn } from '../errors.ts';
 import { checkNoConflict, NAME_RULE, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
 import * as iproute from '../iproute.ts';
 import { removeUnusedPairs } from '../lifecycle.ts';
 import { hasUsers, userNames } from '../users.ts';
-import { defineLibvirtNetwork } from '../libvirt.ts';
+import { defineLibvirtNetwork } from '../libvirt/index.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
 
@@ -75,7 +75,8 @@ export const defineNetwork: CommandModule<object, Args> = {
       .example('$0 define-network tenant2 --vni 43 --dev ens47f1 --remote 192.168.8.101 --remote 192.168.8.102', 'unicast peers: each host lists all the others')
       .example('$0 define-network tenant3 --vni 44 --dev ens47f1 --group 239.1.1.44', 'multicast: the same command on every host') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
-    const def = definitionFromArgs(argv);
+    // The choice is recorded: reconcile makes the libvirt network of a definition that wants one.
+    const def: NetworkDefinition = { ...definitionFromArgs(argv), libvirt: argv.libvirt };
     // Check the MTU against the underlay now if it is here; a host whose
     // underlay comes up later is checked again when a VM starts.
     const devMtu = await iproute.linkMtu(def.dev);
@@ -103,14 +104,24 @@ export const defineNetwork: CommandModule<object, Args> = {
       return previous;
     };
     // Check first, then the libvirt network, then write: if libvirt refuses,
-    // vxvirt has written nothing. libvirt is not called under the host lock,
-    // which the hooks that libvirtd runs may be waiting for.
+    // vxvirt has written nothing. If libvirtd cannot be reached at all, the
+    // definition is written anyway (the hook needs no libvirt network) and
+    // reconcile makes the libvirt network later. libvirt is not called under
+    // the host lock, which the hooks that libvirtd runs may be waiting for.
     checkAgainst(store.listDefinitions());
     let libvirtNote = '';
     if (argv.libvirt) {
-      const r = await defineLibvirtNetwork(def);
-      if (r.note) warn(r.note);
-      libvirtNote = r.action === 'unchanged' ? '; libvirt network unchanged' : `; libvirt network ${r.action}`;
+      try {
+        const r = await defineLibvirtNetwork(def);
+        if (r.note) warn(r.note);
+        libvirtNote = r.action === 'unchanged' ? '; libvirt network unchanged' : `; libvirt network ${r.action}`;
+      } catch (err) {
+        if (!(err instanceof LibvirtUnreachableError)) throw err;
+        warn(
+          `libvirt network ${def.name} was not ${argv.replace ? 'created or updated' : 'created'} (${err.message}): \`vxvirt reconcile\` creates it once libvirt is reachable, or run this command again with --replace`,
+        );
+        libvirtNote = '; libvirt network not created yet';
+      }
     }
     await store.withHostLock(`define-network ${def.name}`, async () => {
       const previous = checkAgainst(store.listDefinitions());

@@ -173,7 +173,8 @@ export const redefine: CommandModule<object, DefinitionArgs> = {
     ) as unknown as Argv<DefinitionArgs>,
   handler: async (argv: ArgumentsCamelCase<DefinitionArgs>) => {
     const next = definitionFromArgs(argv);
-    const outcome = await changeNetwork(next.name, 'redefine', () => next);
+    // Whether the network has a libvirt network is define-network's choice: kept.
+    const outcome = await changeNetwork(next.name, 'redefine', (old) => (old.libvirt === undefined ? next : { ...next, libvirt: old.libvirt }));
     if (outcome.plan.changes.length === 0) {
       process.stdout.write(`network ${next.name}: unchanged\n`);
       return;

@@ -41,7 +41,7 @@ it('a healthy host: everything OK, exit status 0, the same in text', ({ host, ho
   assert.equal(problems(findings), []);
   assert.is(status, 0);
   const subjects = new Set(findings.map((f) => f.subject));
-  for (const s of ['iproute2', 'flock', 'kernel', 'hook', 'node', 'hook bundle', 'network tut', 'network mc', 'definitions', 'state', 'hook files']) {
+  for (const s of ['iproute2', 'flock', 'kernel', 'libvirt access', 'hook', 'node', 'hook bundle', 'network tut', 'network mc', 'definitions', 'state', 'hook files']) {
     assert.ok(subjects.has(s), `a finding about ${s}`);
   }
   assert.ok(findings.some((f) => f.message === 'multicast group 239.1.1.1 is routed through ens47f1'));

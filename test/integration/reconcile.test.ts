@@ -218,7 +218,12 @@ drift.run();
 
 // ---- a host reboot -------------------------------------------------------------
 
-const reboot = suite<Ctx>('reconcile: host reboot');
+// Run with each way vxvirt reaches libvirt (src/libvirt/): both must find it
+// unreachable and say so in the same words.
+for (const backend of ['bindings', 'virsh'] as const) {
+const reboot = suite<Ctx>(`reconcile: host reboot (VXVIRT_LIBVIRT=${backend})`);
+const cli = (host: TestHost, ...args: string[]): Result =>
+  host.exec(process.execPath, [join(repo, 'dist/cli.js'), ...args], '', { ...NO_LIBVIRT, VXVIRT_LIBVIRT: backend });
 
 reboot.before.each((ctx) => {
   ctx.host = new TestHost();
@@ -304,3 +309,50 @@ reboot('devices of a network undefined while in use go once nobody uses them; de
 });
 
 reboot.run();
+}
+
+// ---- libvirtd unreachable: definitions go on, reconcile makes up later ----------------
+
+const later = suite<Ctx>('define-network and undefine-network while libvirtd is unreachable');
+later.before.each((ctx) => {
+  ctx.host = new TestHost();
+  ctx.host.addUnderlay();
+});
+later.after.each((ctx) => ctx.host.destroy());
+
+const UNREACHABLE = /cannot connect to libvirt at qemu:\/\/\/system\?socket=\/nonexistent\/libvirt-sock: Failed to connect socket to '\/nonexistent\/libvirt-sock': No such file or directory/;
+
+later('define-network writes the definition, warns once, exits 0; status and reconcile say the libvirt network is not checked; undefine-network forgets it and warns', ({ host }) => {
+  const def = cli(host, 'define-network', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
+  ok(def, 'define-network');
+  assert.is(def.stdout, 'defined network tut: VNI 42 on ens47f1, MTU 1450; libvirt network not created yet\n');
+  const warning = def.stderr.split('\n').filter(Boolean);
+  assert.is(warning.length, 1, def.stderr);
+  assert.match(warning[0]!, /^vxvirt: warning: libvirt network tut was not created \(/);
+  assert.match(warning[0]!, UNREACHABLE);
+  assert.match(warning[0]!, /\): `vxvirt reconcile` creates it once libvirt is reachable, or run this command again with --replace$/);
+  const file = JSON.parse(host.exec('cat', [join(host.env.VXVIRT_CONFIG_DIR, 'networks/tut.json')]).stdout);
+  assert.is(file.libvirt, true, 'the wish for a libvirt network is recorded');
+  ok(cli(host, 'define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1'), 'define mc');
+  assert.is(JSON.parse(host.exec('cat', [join(host.env.VXVIRT_CONFIG_DIR, 'networks/mc.json')]).stdout).libvirt, false);
+
+  const status = cli(host, 'status');
+  ok(status, 'status');
+  assert.match(status.stderr, /^vxvirt: warning: libvirt networks not shown: cannot connect to libvirt at /);
+  assert.match(status.stdout, /\ntut\s+42\s+point-to-point\s+ens47f1\s+vxbr42 absent\s+vxlan42 absent\s+-\s+-\s+\?\n/);
+  const json = JSON.parse(cli(host, 'status', '--json').stdout) as Array<{ name: string; libvirtNetwork: { wanted: boolean; checked: boolean } }>;
+  assert.equal(json.map((r) => [r.name, r.libvirtNetwork.wanted, r.libvirtNetwork.checked]), [['mc', false, false], ['tut', true, false]]);
+
+  const rec = cli(host, 'reconcile', '--dry-run');
+  assert.is(rec.status, 0, rec.stderr);
+  assert.is(rec.stdout, 'nothing to do\n');
+  assert.match(rec.stderr, /^vxvirt: warning: libvirt is unreachable \(cannot connect to libvirt at .*\): the libvirt networks of tut were not checked$/m);
+
+  const undef = cli(host, 'undefine-network', 'tut');
+  ok(undef, 'undefine-network');
+  assert.is(undef.stdout, 'undefined network tut\n');
+  assert.match(undef.stderr, /^vxvirt: warning: libvirt network tut was not removed \(cannot connect to libvirt at .*\): `vxvirt reconcile` removes it, if vxvirt made it, once libvirt is reachable\n$/);
+  assert.is(host.exec('test', ['-e', join(host.env.VXVIRT_CONFIG_DIR, 'networks/tut.json')]).status, 1, 'the definition is gone');
+});
+
+later.run();

@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { diagnose, formatFindings, iprouteVersion, summary, type Facts, type FileFacts, type Finding, type NetworkFacts } from '../../src/doctor.ts';
 import type { HooksDir } from '../../src/hook-install.ts';
+import { describeAccess, type Access } from '../../src/libvirt/choice.ts';
 import { validateDefinition, type DefinitionInput } from '../../src/network-definition.ts';
 
 const HOOK = '/opt/vxvirt/hooks/qemu';
@@ -48,6 +49,10 @@ const healthy = (): Facts => ({
     file('/tmp', 'hook', 0o1777),
     file('/opt/vxvirt/hooks/qemu', 'hook', 0o755, false),
   ],
+  libvirt: {
+    access: { setting: 'auto', backend: 'bindings', description: describeAccess({ setting: 'auto', backend: 'bindings' }) },
+    virsh: { path: '/usr/bin/virsh' },
+  },
 });
 
 const problems = (findings: Finding[]) => findings.filter((f) => f.level !== 'OK');
@@ -68,7 +73,7 @@ test('a healthy host: every finding OK, none with a hint', () => {
   assert.ok(findings.every((f) => f.hint === undefined));
   assert.equal(
     findings.map((f) => f.subject),
-    ['iproute2', 'flock', 'kernel', 'hook', 'node', 'hook bundle', 'network tut', 'network tut', 'network tut', 'definitions', 'state', 'hook files'],
+    ['iproute2', 'flock', 'kernel', 'libvirt access', 'hook', 'node', 'hook bundle', 'network tut', 'network tut', 'network tut', 'definitions', 'state', 'hook files'],
   );
   assert.equal(summary(findings), { fail: 0, warn: 0 });
   assert.ok(findings.some((f) => f.subject === 'state' && f.message === '/run/vxvirt: owned by root, accessible only by root'));
@@ -111,6 +116,43 @@ test('flock, the kernel and node: each failure with its remedy', () => {
     assert.match(x.message, message);
     assert.match(x.hint ?? '', hint);
   }
+});
+
+test('libvirt access: which backend and why; virsh missing; a bad or unmet VXVIRT_LIBVIRT', () => {
+  const access = (a: Access) => ({ ...a, description: describeAccess(a) });
+  const line = (f: Facts) => diagnose(f).find((x) => x.subject === 'libvirt access');
+  assert.equal(line(healthy()), { level: 'OK', subject: 'libvirt access', message: 'bindings @unraid/libvirt for domains; virsh for libvirt networks and hot-plug' });
+  const noBindings = "Cannot find package '@unraid/libvirt' imported from /opt/vxvirt/dist/cli.js";
+  assert.equal(
+    line(with_((f) => (f.libvirt.access = access({ setting: 'auto', backend: 'virsh', bindingsError: noBindings })))),
+    { level: 'OK', subject: 'libvirt access', message: `virsh (the bindings @unraid/libvirt did not load: ${noBindings})` },
+  );
+  assert.is(line(with_((f) => (f.libvirt.access = access({ setting: 'virsh', backend: 'virsh' }))))?.message, 'virsh (VXVIRT_LIBVIRT=virsh)');
+  assert.is(
+    line(with_((f) => (f.libvirt.access = access({ setting: 'bindings', backend: 'bindings' }))))?.message,
+    'bindings @unraid/libvirt for domains (VXVIRT_LIBVIRT=bindings); virsh for libvirt networks and hot-plug',
+  );
+  const forced = only(with_((f) => (f.libvirt.access = { error: `VXVIRT_LIBVIRT=bindings: the libvirt bindings @unraid/libvirt did not load: ${noBindings}: …` })));
+  assert.equal([forced.level, forced.subject], ['FAIL', 'libvirt access']);
+  assert.match(forced.hint!, /install libvirt-dev, python3, g\+\+ and make, then `npm rebuild @unraid\/libvirt`.*unset VXVIRT_LIBVIRT/);
+  const bad = only(with_((f) => (f.libvirt.access = { error: 'VXVIRT_LIBVIRT="kvm": must be auto, bindings or virsh' })));
+  assert.equal([bad.level, bad.hint], ['FAIL', 'set VXVIRT_LIBVIRT to auto, bindings or virsh, or unset it']);
+  const noVirsh = only(with_((f) => (f.libvirt.virsh = { error: 'virsh not found on PATH (/usr/bin)' })));
+  assert.equal(noVirsh, {
+    level: 'FAIL',
+    subject: 'virsh',
+    message: 'virsh not found on PATH (/usr/bin): vxvirt needs it for libvirt networks and hot-plug',
+    hint: 'install libvirt-clients (RHEL/Rocky/Alma: libvirt-client)',
+  });
+  const neither = problems(
+    diagnose(
+      with_((f) => {
+        f.libvirt.access = access({ setting: 'auto', backend: 'virsh', bindingsError: noBindings });
+        f.libvirt.virsh = { error: 'virsh not found on PATH (/usr/bin)' };
+      }),
+    ),
+  );
+  assert.equal(neither.map((x) => x.message), ['virsh not found on PATH (/usr/bin): vxvirt needs it for everything vxvirt asks libvirt (no bindings are in use)']);
 });
 
 test('the hook: not installed, beside another hook, stale, copied, not executable, twice', () => {

@@ -1,7 +1,7 @@
-// src/libvirt.ts without a libvirtd: the network XML vxvirt defines (checked
+// src/libvirt/ without a libvirtd: the network XML vxvirt defines (checked
 // against libvirt's schema), reading virsh's view of a network, the message
-// when the bindings are missing, and the virsh calls made for networks (with
-// a fake `virsh` on PATH). Also attach/detach (src/cli/attach.ts) against a
+// when the bindings are missing, the bundled CLI without them, and the virsh
+// calls made for networks (with a fake `virsh` on PATH). Also attach/detach (src/cli/attach.ts) against a
 // fake libvirt: what is defined, hot-plugged, ensured and released.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,8 @@ import { attachDomain, detachDomain, type Ops } from '../../src/cli/attach.ts';
 import { networkMtu } from '../../src/cli/generate.ts';
 import { DefinitionError, LibvirtError } from '../../src/errors.ts';
 import { generate, listInterfaces } from '../../src/generator.ts';
-import * as lv from '../../src/libvirt.ts';
+import * as lv from '../../src/libvirt/index.ts';
+import { loadBindings } from '../../src/libvirt/bindings.ts';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
 
 const REPO = new URL('../..', import.meta.url).pathname;
@@ -41,10 +42,7 @@ test('the libvirt network XML: forward bridge to vxbrN, vxvirt mark, UUID when k
 `,
   );
   assert.not.ok(lv.libvirtNetworkXml(lab).includes('<uuid>'), 'no UUID: libvirt makes one');
-  if (spawnSync('sh', ['-c', 'command -v virt-xml-validate']).status !== 0) {
-    console.log('libvirt tests: virt-xml-validate not found: network schema validation SKIPPED');
-    return;
-  }
+  assert.is(spawnSync('sh', ['-c', 'command -v virt-xml-validate']).status, 0, 'virt-xml-validate (libvirt-clients) is needed to check the XML against libvirt\'s schema');
   for (const [i, text] of [xml, lv.libvirtNetworkXml(lab)].entries()) {
     const file = join(tmp, `net${i}.xml`);
     writeFileSync(file, text);
@@ -71,26 +69,21 @@ test("reading virsh net-dumpxml: vxvirt's mark, UUID, connections", () => {
 
 // ---- the bindings -------------------------------------------------------------
 
-test('missing bindings: one line saying what to install', async () => {
+test('bindings that do not load: one line saying why', async () => {
   try {
-    await lv.loadBindings(() => Promise.reject(new Error("Cannot find package '@unraid/libvirt' imported from /usr/lib/vxvirt/dist/cli.js")));
+    await loadBindings(() => Promise.reject(new Error("Cannot find package '@unraid/libvirt' imported from /usr/lib/vxvirt/dist/cli.js")));
     assert.unreachable('should fail');
   } catch (err) {
     assert.instance(err, LibvirtError);
     const e = err as LibvirtError;
     assert.is(e.exitCode, 9);
-    assert.not.ok(e.message.includes('\n'));
-    assert.match(e.message, /^the libvirt bindings @unraid\/libvirt are not installed or did not build \(Cannot find package/);
-    assert.match(e.message, /install libvirt-dev, python3 and g\+\+, then `npm install @unraid\/libvirt@2.2.1`/);
+    assert.is(e.message, "the libvirt bindings @unraid/libvirt did not load: Cannot find package '@unraid/libvirt' imported from /usr/lib/vxvirt/dist/cli.js");
   }
 });
 
-test('the bundled CLI without the bindings fails with that line and exit status 9', () => {
+test('the bundled CLI without the bindings: attach goes through virsh, check says so, VXVIRT_LIBVIRT=bindings is refused', () => {
   const cli = join(REPO, 'dist/cli.js');
-  if (!existsSync(cli)) {
-    console.log('libvirt tests: dist/cli.js not built: bundled-CLI check SKIPPED');
-    return;
-  }
+  assert.ok(existsSync(cli), 'dist/cli.js is missing: run npm run build first');
   // A copy of the package without node_modules: what an install without libvirt-dev has.
   const pkg = join(tmp, 'pkg');
   mkdirSync(join(pkg, 'dist'), { recursive: true });
@@ -98,15 +91,31 @@ test('the bundled CLI without the bindings fails with that line and exit status 
   writeFileSync(join(pkg, 'package.json'), '{"type":"module"}\n');
   writeFileSync(join(pkg, 'dist/cli.js'), readFileSync(cli));
   for (const t of ['interface.xml', 'network.xml']) writeFileSync(join(pkg, 'templates', t), readFileSync(join(REPO, 'templates', t)));
+  mkdirSync(join(pkg, 'hooks'), { recursive: true });
+  writeFileSync(join(pkg, 'hooks/qemu'), readFileSync(join(REPO, 'hooks/qemu')), { mode: 0o755 });
   const cfg = join(tmp, 'cfg');
   mkdirSync(join(cfg, 'networks'), { recursive: true });
   writeFileSync(join(cfg, 'networks/lab.json'), JSON.stringify({ version: 1, ...lab }));
-  const env = { ...process.env, VXVIRT_CONFIG_DIR: cfg, VXVIRT_STATE_DIR: join(tmp, 'state') };
-  const r = spawnSync(process.execPath, [join(pkg, 'dist/cli.js'), 'attach', 'vm1', '--network', 'lab'], { encoding: 'utf8', env });
+  // No libvirtd answers at this URI: virsh is what tells.
+  const uri = `qemu:///system?socket=${join(tmp, 'no-libvirt-sock')}`;
+  const env = { ...process.env, VXVIRT_CONFIG_DIR: cfg, VXVIRT_STATE_DIR: join(tmp, 'state'), LIBVIRT_DEFAULT_URI: uri, VXVIRT_LIBVIRT: '' };
+  const run = (args: string[], extra: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [join(pkg, 'dist/cli.js'), ...args], { encoding: 'utf8', env: { ...env, ...extra } });
+  const r = run(['attach', 'vm1', '--network', 'lab']);
   assert.is(r.status, 9, r.stderr);
-  assert.match(r.stderr, /^vxvirt: the libvirt bindings @unraid\/libvirt are not installed/);
-  assert.is(r.stderr.trim().split('\n').length, 1);
-  // generate needs no bindings, and finds its template next to dist/.
+  assert.is(r.stderr, `vxvirt: cannot connect to libvirt at ${uri}: Failed to connect socket to '${join(tmp, 'no-libvirt-sock')}': No such file or directory\n`);
+  const check = JSON.parse(run(['check', '--json', '--hooks-dir', join(tmp, 'hooks')]).stdout) as Array<{ level: string; subject: string; message: string }>;
+  const access = check.find((f) => f.subject === 'libvirt access');
+  assert.is(access?.level, 'OK', JSON.stringify(access));
+  assert.match(access!.message, /^virsh \(the bindings @unraid\/libvirt did not load: Cannot find package '@unraid\/libvirt' imported from /);
+  const forced = run(['attach', 'vm1', '--network', 'lab'], { VXVIRT_LIBVIRT: 'bindings' });
+  assert.is(forced.status, 9, forced.stderr);
+  assert.match(forced.stderr, /^vxvirt: VXVIRT_LIBVIRT=bindings: the libvirt bindings @unraid\/libvirt did not load: Cannot find package .*: install libvirt-dev, python3, g\+\+ and make, then `npm rebuild @unraid\/libvirt`/);
+  assert.is(forced.stderr.trim().split('\n').length, 1);
+  const bad = run(['attach', 'vm1', '--network', 'lab'], { VXVIRT_LIBVIRT: 'qemu' });
+  assert.is(bad.status, 2, bad.stderr);
+  assert.is(bad.stderr, 'vxvirt: VXVIRT_LIBVIRT="qemu": must be auto, bindings or virsh\n');
+  // generate needs no libvirt, and finds its template next to dist/.
   const g = spawnSync(process.execPath, [join(pkg, 'dist/cli.js'), 'generate', '--network', 'lab', '--add', '--mac', '52:54:00:00:00:aa'], {
     encoding: 'utf8',
     env,
@@ -128,16 +137,18 @@ function fakeVirsh(state: { dumpxml?: string; info?: string }): { dir: string; c
     `#!/bin/sh
 echo "$*" >> ${dir}/calls
 shift 3  # -q -c URI
-case "$1" in
-  net-dumpxml) [ -f ${dir}/dumpxml ] && exec cat ${dir}/dumpxml; echo "error: failed to get network '$2'" >&2; echo "error: Network not found: no network with matching name '$2'" >&2; exit 1 ;;
+cmd=$1; shift
+[ "$1" = --network ] && shift
+case "$cmd" in
+  net-dumpxml) [ -f ${dir}/dumpxml ] && exec cat ${dir}/dumpxml; echo "error: failed to get network '$1'" >&2; echo "error: Network not found: no network with matching name '$1'" >&2; exit 1 ;;
   net-info) exec cat ${dir}/info ;;
-  net-define) cp "$2" ${dir}/defined.xml; echo "Network defined" ;;
+  net-define) cp "$1" ${dir}/defined.xml; echo "Network defined" ;;
   *) exit 0 ;;
 esac
 `,
   );
   chmodSync(join(dir, 'virsh'), 0o755);
-  return { dir, calls: () => readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n').map((l) => l.replace(/^-q -c \S+ /, '')) };
+  return { dir, calls: () => readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n').map((l) => l.replace(/^-q -c \S+ /, '').replace(/^(\S+) --network /, '$1 ')) };
 }
 
 async function withPath<T>(dir: string, fn: () => Promise<T>): Promise<T> {

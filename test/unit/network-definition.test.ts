@@ -153,4 +153,17 @@ test('a stored definition: a later format version is refused, JSON errors stay o
   }
 });
 
+test('whether a libvirt network is wanted is recorded; files without it (older vxvirt) stay readable; a bad value is refused', () => {
+  const base = { name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] };
+  for (const libvirt of [true, false]) {
+    const def = validateDefinition({ ...base, libvirt });
+    assert.is(def.libvirt, libvirt);
+    assert.is(JSON.parse(serializeDefinition(def)).libvirt, libvirt);
+    assert.equal(parseStoredDefinition(serializeDefinition(def), 'x.json'), def);
+  }
+  const old = parseStoredDefinition(JSON.stringify({ version: 1, ...base, dstport: 4789, learning: true }), 'old.json');
+  assert.not.ok('libvirt' in old, 'not recorded: absent, not guessed');
+  assert.throws(() => parseStoredDefinition(JSON.stringify({ ...base, libvirt: 'yes' }), 'f'), /^f: --libvirt "yes": must be true or false$/);
+});
+
 test.run();

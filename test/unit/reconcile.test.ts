@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
 import { desiredVxlan, ownerGroup, type Link } from '../../src/plan.ts';
-import { activeDomainFacts, planReconcile, type ActiveDomainFacts, type ReconcileFacts } from '../../src/reconcile.ts';
+import { activeDomainFacts, libvirtNetworkDrift, planLibvirtNetworks, planReconcile, type ActiveDomainFacts, type LibvirtNetworkView, type ReconcileFacts } from '../../src/reconcile.ts';
 import type { RecordedDomain } from '../../src/store.ts';
 import type { Users } from '../../src/users.ts';
 
@@ -287,6 +287,70 @@ test('activeDomainFacts reads the bridges and libvirt networks of the live XML',
     <interface type='bridge'><source network='mc' bridge='vxbr43'/></interface>
     <interface type='user'/></devices></domain>`;
   assert.equal(activeDomainFacts(A.toUpperCase(), 'a', xml), { uuid: A, name: 'a', bridges: ['vxbr42', 'vxbr43'], networks: ['mc'] });
+});
+
+// ---- libvirt networks ------------------------------------------------------------
+
+const lvNet = (name: string, over: Partial<LibvirtNetworkView> = {}): LibvirtNetworkView => ({ name, ours: true, vni: 42, active: true, autostart: true, connections: 0, ...over });
+const withLibvirt = (def: NetworkDefinition, libvirt: boolean | undefined): NetworkDefinition => {
+  const d = { ...def };
+  if (libvirt === undefined) delete d.libvirt;
+  else d.libvirt = libvirt;
+  return d;
+};
+const netLines = (p: ReturnType<typeof planLibvirtNetworks>) => ({ actions: p.actions.map((a) => `${a.kind} ${a.network}: ${a.lines.join('; ')}`), left: p.left, notes: p.notes });
+
+test('libvirt networks: a definition that wants one gets it made, updated or started; one without the choice recorded, or --no-libvirt, gets none', () => {
+  const defs = [withLibvirt(tut, true), withLibvirt(mc, false), withLibvirt(peers, undefined)];
+  assert.equal(netLines(planLibvirtNetworks(defs, [], { reachable: true, networks: [] })), {
+    actions: ['define-libvirt-network tut: created libvirt network tut on vxbr42: network tut is defined with one, and libvirt has none'],
+    left: [],
+    notes: [],
+  });
+  assert.equal(netLines(planLibvirtNetworks(defs, [], { reachable: true, networks: [lvNet('tut')] })), { actions: [], left: [], notes: [] });
+  assert.equal(netLines(planLibvirtNetworks(defs, [], { reachable: true, networks: [lvNet('tut', { active: false, autostart: false })] })).actions, [
+    'define-libvirt-network tut: started and autostarted libvirt network tut: it was inactive and not autostarted',
+  ]);
+  assert.equal(netLines(planLibvirtNetworks(defs, [], { reachable: true, networks: [lvNet('tut', { vni: 7 })] })).actions, ['define-libvirt-network tut: updated libvirt network tut: vxbr7 -> vxbr42']);
+  const busy = netLines(planLibvirtNetworks(defs, [], { reachable: true, networks: [lvNet('tut', { vni: 7, connections: 2 })] }));
+  assert.equal(busy, {
+    actions: [],
+    left: ['libvirt network tut puts guests on vxbr7, not vxbr42, and has 2 guest connection(s): reconcile updates it once they are gone'],
+    notes: [],
+  });
+  const foreign = netLines(planLibvirtNetworks(defs, [], { reachable: true, networks: [lvNet('tut', { ours: false, vni: undefined })] }));
+  assert.equal(foreign.actions, []);
+  assert.match(foreign.left[0]!, /^left libvirt network tut alone: vxvirt did not make it/);
+});
+
+test("libvirt networks: vxvirt's of a network no longer defined go, unless guests are on them or the definition cannot be read; others' are never touched", () => {
+  const networks = [lvNet('gone', { vni: 50 }), lvNet('busy', { vni: 51, connections: 1 }), lvNet('broken', { vni: 52 }), lvNet('default', { ours: false, vni: undefined }), lvNet('mc', { vni: 43 })];
+  assert.equal(netLines(planLibvirtNetworks([withLibvirt(mc, false)], ['broken'], { reachable: true, networks })), {
+    actions: ['remove-libvirt-network gone: removed libvirt network gone (vxbr50): network gone is no longer defined'],
+    left: [
+      'left libvirt network broken (vxbr52) alone: the definition of broken cannot be read',
+      'left libvirt network busy (vxbr51) in place: vxvirt made it for a network no longer defined, but it has 1 guest connection(s)',
+    ],
+    notes: [],
+  });
+});
+
+test('libvirt networks: unreachable libvirt is a note only when a definition wants one', () => {
+  assert.equal(netLines(planLibvirtNetworks([withLibvirt(tut, false)], [], { reachable: false, reason: 'cannot connect' })), { actions: [], left: [], notes: [] });
+  assert.equal(netLines(planLibvirtNetworks([withLibvirt(tut, true), withLibvirt(mc, true)], [], { reachable: false, reason: 'cannot connect' })).notes, [
+    'libvirt is unreachable (cannot connect): the libvirt networks of mc, tut were not checked',
+  ]);
+});
+
+test("libvirt networks in status: what differs from the definition's wish", () => {
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, true), undefined), 'libvirt network tut does not exist');
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, true), lvNet('tut')), undefined);
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, true), lvNet('tut', { active: false })), 'libvirt network tut is not active');
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, true), lvNet('tut', { autostart: false })), 'libvirt network tut is not autostarted');
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, true), lvNet('tut', { ours: false })), 'libvirt network tut was not made by vxvirt');
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, false), lvNet('tut', { vni: 7 })), 'libvirt network tut puts guests on vxbr7, not vxbr42');
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, false), undefined), undefined);
+  assert.is(libvirtNetworkDrift(withLibvirt(tut, undefined), undefined), undefined, 'not recorded: nothing is wanted');
 });
 
 test.run();
