@@ -15,6 +15,7 @@ import { DefinitionError, LibvirtError } from '../../src/errors.ts';
 import { generate, listInterfaces } from '../../src/generator.ts';
 import * as lv from '../../src/libvirt.ts';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
+import { needs } from '../support/require.ts';
 
 const REPO = new URL('../..', import.meta.url).pathname;
 const lab = validateDefinition({ name: 'lab', vni: 100, dev: 'eth0', remotes: ['10.0.0.2'] });
@@ -41,10 +42,7 @@ test('the libvirt network XML: forward bridge to vxbrN, vxvirt mark, UUID when k
 `,
   );
   assert.not.ok(lv.libvirtNetworkXml(lab).includes('<uuid>'), 'no UUID: libvirt makes one');
-  if (spawnSync('sh', ['-c', 'command -v virt-xml-validate']).status !== 0) {
-    console.log('libvirt tests: virt-xml-validate not found: network schema validation SKIPPED');
-    return;
-  }
+  needs('virt-xml-validate');
   for (const [i, text] of [xml, lv.libvirtNetworkXml(lab)].entries()) {
     const file = join(tmp, `net${i}.xml`);
     writeFileSync(file, text);
@@ -87,10 +85,7 @@ test('missing bindings: one line saying what to install', async () => {
 
 test('the bundled CLI without the bindings fails with that line and exit status 9', () => {
   const cli = join(REPO, 'dist/cli.js');
-  if (!existsSync(cli)) {
-    console.log('libvirt tests: dist/cli.js not built: bundled-CLI check SKIPPED');
-    return;
-  }
+  needs('dist/cli.js');
   // A copy of the package without node_modules: what an install without libvirt-dev has.
   const pkg = join(tmp, 'pkg');
   mkdirSync(join(pkg, 'dist'), { recursive: true });
