@@ -166,19 +166,25 @@ async function runSuite(suite) {
       const label = `${where}${g.suite ? ` [${g.suite}]` : ''}`;
       for (const h of g.hookErrors) if (h.hook.startsWith('after')) fail(`${label}: ${h.hook} hook failed: ${h.message}`);
       if (!g.runCalled && g.tests.length > 0) fail(`${label}: ${g.tests.length} tests registered but the suite's run() is never called`, g.tests.length);
+      /** Skips of this group by reason, reported one line per reason. */
+      const skipped = new Map();
+      const skipTest = (t, reason) => skipped.set(reason, [...(skipped.get(reason) ?? []), t]);
       for (const t of g.tests) {
-        if (t.kind === 'only') fail(`${label}: test.only ${quote(t)} (remove .only; it leaves the rest of the suite unrun)`);
+        if (t.kind === 'only' && !partial) fail(`${label}: test.only ${quote(t)} (remove .only: it leaves the rest of its suite unrun; ${PARTIAL_HINT})`);
         if (t.state === 'passed') passed++;
         else if (t.state === 'failed') fail(`${label} ${quote(t)}: ${t.reason}`);
-        else if (t.state === 'skipped') skip(`${label} ${quote(t)}: ${t.reason}`);
+        else if (t.state === 'skipped') skipTest(t, t.reason);
         else if (!g.runCalled) continue; // counted above
-        else if (t.state === 'registered' && g.only) skip(`${label} ${quote(t)}: not run (a test.only in its suite)`);
-        else if (t.state === 'registered' && g.skipReason) skip(`${label} ${quote(t)}: ${g.skipReason}`);
+        else if (t.state === 'registered' && g.only) skipTest(t, 'not run: a test.only in its suite');
+        else if (t.state === 'registered' && g.skipReason) skipTest(t, g.skipReason);
         else {
           const hook = g.hookErrors.find((h) => h.hook.startsWith('before'));
           const why = hook ? `its ${hook.hook} hook failed: ${hook.message}` : t.state === 'running' ? 'it started but never ended' : report.execError ? `uvu stopped: ${report.execError}` : 'never run';
           fail(`${label} ${quote(t)}: did not run to the end (${why})`);
         }
+      }
+      for (const [reason, ts] of skipped) {
+        skip(ts.length === 1 ? `${label} ${quote(ts[0])}: ${reason}` : `${label}: ${ts.length} tests (${ts.slice(0, 2).map(quote).join(', ')}${ts.length > 2 ? ', …' : ''}): ${reason}`, ts.length);
       }
     }
   }
