@@ -167,7 +167,10 @@ export async function removeUnusedPairs(networks: readonly RecordedNetwork[], fx
       if (plan.steps.length > 0) removed.push(n);
       steps.push(...plan.steps);
     }
-    if (steps.length > 0) await fx.apply(steps);
+    if (steps.length > 0) {
+      crashPoint('teardown:planned'); // found unused, not yet deleted: the lock keeps a prepare out of this gap
+      await fx.apply(steps);
+    }
   } catch (err) {
     fx.warn(`could not remove unused devices: ${(err as Error).message}`);
     return [];

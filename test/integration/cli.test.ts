@@ -121,11 +121,19 @@ it('undefine-network refuses while in use, removes devices when not', ({ host })
   host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101');
   const xml = domainXml('vm1', '00000000-0000-4000-8000-000000000001', bridgeNic('vxbr42'));
   host.hook('vm1', 'prepare', 'begin', xml);
+  assert.ok(host.link('vxbr42') && host.link('vxlan42'), 'the pair exists while vm1 uses it');
   const busy = host.vxvirt('undefine-network', '--no-libvirt', 'tut');
   assert.is(busy.status, 3);
   assert.match(busy.stderr, /network tut is used by vm1: stop them first, or use --force/);
-  host.hook('vm1', 'release', 'end', xml);
-  assert.is(host.vxvirt('undefine-network', '--no-libvirt', 'tut').status, 0);
+  assert.ok(host.link('vxbr42') && host.link('vxlan42'), 'refused: the pair is left alone');
+  assert.equal(files(host), ['tut.json'], 'refused: the definition is kept');
+  // The guest stopped but its release was killed before the teardown: the pair is there, unused.
+  host.exec('sh', ['-c', `rm -f ${host.env.VXVIRT_STATE_DIR}/users/tut.json`]);
+  assert.ok(host.link('vxbr42') && host.link('vxlan42'), 'the unused pair is still there');
+  const r = host.vxvirt('undefine-network', '--no-libvirt', 'tut');
+  assert.is(r.status, 0, r.stderr);
+  assert.is(host.link('vxbr42'), undefined, 'undefine removed the unused bridge');
+  assert.is(host.link('vxlan42'), undefined, 'undefine removed the unused vxlan');
   assert.equal(files(host), []);
   const missing = host.vxvirt('undefine-network', '--no-libvirt', 'tut');
   assert.is(missing.status, 8);

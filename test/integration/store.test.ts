@@ -1,17 +1,28 @@
 // The host lock and the users state under real concurrency: separate hook
-// processes racing in one namespace, a lock holder killed with SIGKILL, and
-// a lock that is never released.
+// processes racing in one namespace (the race forced with the test bundle's
+// pause points, so it goes wrong every time if the lock does not hold), a
+// lock holder killed with SIGKILL, and a lock that is never released.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bridgeNic, domainXml, repo, TestHost, type Result } from '../support/netns.ts';
+import { buildCrashBundle } from '../support/crash-bundle.ts';
+import { bridgeNic, domainXml, LIBVIRT_HOOK_ENV, repo, TestHost, type Result } from '../support/netns.ts';
 
 interface Ctx {
   host: TestHost;
+  bundle: string;
 }
 const it = suite<Ctx>('host lock and users');
+
+let bundleDir = '';
+it.before((ctx) => {
+  bundleDir = mkdtempSync(join(tmpdir(), 'vxvirt-store-'));
+  ctx.bundle = buildCrashBundle(bundleDir);
+});
+it.after(() => rmSync(bundleDir, { recursive: true, force: true }));
 
 it.before.each((ctx) => {
   ctx.host = new TestHost();
@@ -26,18 +37,87 @@ const vm = (i: number) => domainXml(`vm-${i}`, `00000000-0000-4000-8000-${String
 const hookAsync = (host: TestHost, i: number, op: string, subop: string, extraEnv: Record<string, string> = {}): Promise<Result> =>
   host.hookAsync(`vm-${i}`, op, subop, vm(i), extraEnv);
 
-it("the Neutron race cannot happen: A's release never removes the bridge B's prepare ensured", async ({ host }) => {
-  for (let round = 0; round < 8; round++) {
-    assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1)).status, 0);
-    const [release, prepare] = await Promise.all([hookAsync(host, 1, 'release', 'end'), hookAsync(host, 2, 'prepare', 'begin')]);
+interface Running {
+  pid: number;
+  exited: boolean;
+  stderr: string;
+  done: Promise<Result>;
+}
+
+/** The crash-points hook bundle for vm-i in the host's namespace, as hooks/qemu runs dist/hook.js (ip netns exec and env exec: the pid is node's). */
+function runBundle(host: TestHost, bundle: string, i: number, op: string, subop: string, extraEnv: Record<string, string>): Running {
+  const env = Object.entries({ ...LIBVIRT_HOOK_ENV, ...host.env, ...extraEnv }).map(([k, v]) => `${k}=${v}`);
+  const child = spawn('ip', ['netns', 'exec', host.ns, 'env', '-i', ...env, process.execPath, bundle, `vm-${i}`, op, subop, '-']);
+  const run: Running = { pid: child.pid!, exited: false, stderr: '', done: Promise.resolve({ status: -1, stdout: '', stderr: '' }) };
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (run.stderr += d));
+  run.done = new Promise((resolve) =>
+    child.on('close', (status, signal) => {
+      run.exited = true;
+      resolve({ status: status ?? -1, signal, stdout, stderr: run.stderr });
+    }),
+  );
+  child.stdin.end(vm(i));
+  return run;
+}
+
+/** A process's state letter from /proc (T: stopped), or undefined once it is gone. */
+function processState(pid: number): string | undefined {
+  try {
+    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** How many processes are blocked waiting for a flock on the file with this inode (`->` lines of /proc/locks). */
+function lockWaiters(inode: number): number {
+  return readFileSync('/proc/locks', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('->') && l.split(/\s+/).some((f) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(f) && Number(f.split(':')[2]) === inode)).length;
+}
+
+async function waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+it("the Neutron race cannot happen: A's release, stopped after it found the pair unused, keeps B's prepare waiting until it is done", async ({ host, bundle }) => {
+  assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1)).status, 0);
+  // A's release (the test bundle) stops itself with SIGSTOP right after it
+  // found vxbr42 without users and planned its deletion: the gap in which,
+  // without the host lock, B's prepare would find the pair in place, record
+  // B, and then lose the pair to A's delete.
+  const a = runBundle(host, bundle, 1, 'release', 'end', { VXVIRT_PAUSE_AT: 'teardown:planned' });
+  let b: Promise<Result> | undefined;
+  try {
+    await waitFor(() => processState(a.pid) === 'T' || a.exited, 30_000, "A's release to reach teardown:planned");
+    assert.not.ok(a.exited, `A's release ran past teardown:planned without stopping: ${a.stderr}`);
+    b = hookAsync(host, 2, 'prepare', 'begin');
+    let bDone = false;
+    void b.then(() => (bDone = true));
+    // B either finishes (no lock kept it out) or blocks on the lock file.
+    const lock = join(host.env.VXVIRT_STATE_DIR, 'lock');
+    await waitFor(() => bDone || (existsSync(lock) && lockWaiters(statSync(lock).ino) > 0), 30_000, "B's prepare to finish or wait for the host lock");
+    const finishedWhileStopped = bDone;
+    process.kill(a.pid, 'SIGCONT');
+    const [release, prepare] = await Promise.all([a.done, b]);
     assert.is(release.status, 0, release.stderr);
     assert.is(prepare.status, 0, prepare.stderr);
     // What libvirt does right after B's prepare: attach B's tap, which needs the bridge.
-    assert.ok(host.link('vxbr42'), `round ${round}: vxbr42 exists after B's prepare`);
+    assert.ok(host.link('vxbr42'), "vxbr42 exists after B's prepare");
     assert.is(host.link('vxlan42')?.master, 'vxbr42');
-    assert.is(host.hook('vm-2', 'release', 'end', vm(2)).status, 0);
-    assert.is(host.link('vxbr42'), undefined, `round ${round}: gone after the last release`);
+    assert.not.ok(finishedWhileStopped, "B's prepare finished while A's release held the host lock");
+  } finally {
+    if (!a.exited) process.kill(a.pid, 'SIGKILL');
+    await b;
   }
+  assert.is(host.hook('vm-2', 'release', 'end', vm(2)).status, 0);
+  assert.is(host.link('vxbr42'), undefined, 'gone after the last release');
 });
 
 it('many domains starting and stopping at once converge', async ({ host }) => {

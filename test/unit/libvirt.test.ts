@@ -16,6 +16,7 @@ import { generate, listInterfaces } from '../../src/generator.ts';
 import * as lv from '../../src/libvirt/index.ts';
 import { loadBindings } from '../../src/libvirt/bindings.ts';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
+import { needs } from '../support/require.ts';
 
 const REPO = new URL('../..', import.meta.url).pathname;
 const lab = validateDefinition({ name: 'lab', vni: 100, dev: 'eth0', remotes: ['10.0.0.2'] });
@@ -42,7 +43,7 @@ test('the libvirt network XML: forward bridge to vxbrN, vxvirt mark, UUID when k
 `,
   );
   assert.not.ok(lv.libvirtNetworkXml(lab).includes('<uuid>'), 'no UUID: libvirt makes one');
-  assert.is(spawnSync('sh', ['-c', 'command -v virt-xml-validate']).status, 0, 'virt-xml-validate (libvirt-clients) is needed to check the XML against libvirt\'s schema');
+  needs('virt-xml-validate');
   for (const [i, text] of [xml, lv.libvirtNetworkXml(lab)].entries()) {
     const file = join(tmp, `net${i}.xml`);
     writeFileSync(file, text);
@@ -83,7 +84,7 @@ test('bindings that do not load: one line saying why', async () => {
 
 test('the bundled CLI without the bindings: attach goes through virsh, check says so, VXVIRT_LIBVIRT=bindings is refused', () => {
   const cli = join(REPO, 'dist/cli.js');
-  assert.ok(existsSync(cli), 'dist/cli.js is missing: run npm run build first');
+  needs('dist/cli.js');
   // A copy of the package without node_modules: what an install without libvirt-dev has.
   const pkg = join(tmp, 'pkg');
   mkdirSync(join(pkg, 'dist'), { recursive: true });
