@@ -88,15 +88,19 @@ function filesOnDisk(suite) {
     .sort();
 }
 
-function runDriver(files) {
+/**
+ * Suites that start libvirtd run under `tini -s`, a child subreaper, as a
+ * systemd host effectively has: the daemons and QEMU processes they orphan
+ * are reaped at once by it rather than late by this machine's PID 1, and
+ * `virsh destroy` waits for that reaping.
+ */
+function runDriver(suite, files) {
   const dir = mkdtempSync(join(tmpdir(), 'vxvirt-test-report-'));
   const reportFile = join(dir, 'report.json');
+  const driver = [process.execPath, '--import', 'tsx', '--import', './test/support/uvu-redirect.mjs', 'test/support/driver.mjs', reportFile, ...files];
+  const argv = manifest.suites[suite].needs.includes('tini') ? ['tini', '-s', '--', ...driver] : driver;
   return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', '--import', './test/support/uvu-redirect.mjs', 'test/support/driver.mjs', reportFile, ...files],
-      { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] },
-    );
+    const child = spawn(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('close', (code, signal) => {
       let report;
       try {
@@ -144,7 +148,7 @@ async function runSuite(suite) {
   }
   if (toRun.length === 0) return summary(suite, before);
 
-  const { code, signal, report } = await runDriver(toRun.map((f) => `test/${suite}/${f}`));
+  const { code, signal, report } = await runDriver(suite, toRun.map((f) => `test/${suite}/${f}`));
   if (!report) {
     fail(`${suite}: the uvu process ended (${signal ?? `exit status ${code}`}) without a report: none of its tests counts`, toRun.reduce((a, f) => a + (declared.get(f)?.tests ?? 1), 0));
     return summary(suite, before);
