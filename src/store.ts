@@ -424,6 +424,16 @@ export function beginRelease(key: string): DomainRecord | undefined {
   return text === undefined ? undefined : parseDomainRecord(text, key);
 }
 
+/**
+ * Start the release of some of a domain's networks (a hot-unplug took its
+ * last NIC there): journaled in releasing/ like a whole release, so that if
+ * this process dies before endRelease, the next one finishes it. The
+ * domain's record stays in domains/ (it still runs).
+ */
+export function beginPartialRelease(key: string, record: DomainRecord): void {
+  writeStateFile(join(releasingDir(), domainFileName(key)), `${JSON.stringify({ key, ...record }, null, 2)}\n`);
+}
+
 export type PendingRelease = RecordedDomain;
 
 /** Releases a killed process left unfinished (usually none: one readdir). */
