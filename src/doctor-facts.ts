@@ -7,11 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Facts, FileFacts, HookFacts, NetworkFacts } from './doctor.ts';
+import { unrecordedGuests } from './drift.ts';
 import { oneLine } from './errors.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
 import * as iproute from './iproute.ts';
+import { listActiveDomains } from './libvirt.ts';
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned } from './plan.ts';
+import { activeDomainFacts } from './reconcile.ts';
 import * as store from './store.ts';
 
 /** A command as libvirt's hooks find it: on libvirt's fixed PATH, not the caller's. */
@@ -128,11 +131,27 @@ async function networkFacts(defs: readonly NetworkDefinition[]): Promise<Network
   return out;
 }
 
+/** Running domains on vxvirt networks that are not recorded as users, as libvirt sees them. */
+async function unrecordedFacts(defs: readonly NetworkDefinition[]): Promise<NonNullable<Facts['unrecorded']>> {
+  try {
+    const active = (await listActiveDomains()).flatMap((d) => {
+      try {
+        return [activeDomainFacts(d.uuid, d.name, d.liveXml)];
+      } catch {
+        return [];
+      }
+    });
+    return unrecordedGuests(defs, store.readUsers, active);
+  } catch (err) {
+    return { error: oneLine(err) };
+  }
+}
+
 export async function gatherFacts(hooksDir: string): Promise<Facts> {
   const { defs, broken } = store.loadDefinitions();
   const networksDir = store.networksDir();
   const { hook, files: hookFiles } = hookFacts(hooksDir);
-  const [ip, vxlan, networks] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs)]);
+  const [ip, vxlan, networks, unrecorded] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs), unrecordedFacts(defs)]);
   const configFiles = [dirname(networksDir), networksDir, ...[...defs.map((d) => d.name), ...broken.map((b) => b.name)].sort().map((n) => join(networksDir, `${n}.json`))];
   const files = [
     ...configFiles.map((p) => fileFacts(p, 'config')),
@@ -148,5 +167,6 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
     networks,
     hook,
     files,
+    unrecorded,
   };
 }

@@ -1,6 +1,7 @@
 // `vxvirt check`: facts gathered from this host (doctor-facts.ts) in,
 // findings out. Pure, so every verdict and hint is tested without root.
 import { DEFAULT_HOOKS_DIR, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
+import type { UnrecordedGuest } from './drift.ts';
 import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from './network-definition.ts';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
@@ -69,6 +70,8 @@ export interface Facts {
   networks: NetworkFacts[];
   hook: HookFacts;
   files: FileFacts[];
+  /** Running domains on vxvirt networks that are not recorded as users (unset: libvirt was not asked). */
+  unrecorded?: UnrecordedGuest[] | Failed;
 }
 
 /**
@@ -398,6 +401,20 @@ function checkFiles(files: readonly FileFacts[]): Finding[] {
   return out;
 }
 
+/** Running guests on a vxvirt bridge that vxvirt does not count as users: one WARN each. */
+function checkGuests(u: Facts['unrecorded']): Finding[] {
+  if (u === undefined) return [];
+  const subject = 'guests';
+  if (failed(u)) return [{ level: 'OK', subject, message: `not checked: libvirt did not answer (${u.error})` }];
+  if (u.length === 0) return [{ level: 'OK', subject, message: 'every running guest on a vxvirt network is recorded as its user' }];
+  return u.map((g) => ({
+    level: 'WARN' as const,
+    subject,
+    message: `${g.domain} runs on ${g.bridge} (network ${g.network}) but is not recorded as a user: when the others stop, its pair is deleted under it, and its own stop releases nothing`,
+    hint: `vxvirt reconcile records it; hot-plug NICs with \`virsh attach-interface DOMAIN network ${g.network}\` or \`vxvirt attach --live\` rather than type='bridge'`,
+  }));
+}
+
 /** Every finding, in the order an operator fixes things: tools, kernel, hook, networks, files. */
 export function diagnose(f: Facts): Finding[] {
   return [
@@ -407,6 +424,7 @@ export function diagnose(f: Facts): Finding[] {
     ...checkHook(f.hook),
     ...checkDefinitions(f),
     ...f.networks.flatMap(checkNetwork),
+    ...checkGuests(f.unrecorded),
     ...checkFiles(f.files),
   ];
 }

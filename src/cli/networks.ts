@@ -1,10 +1,11 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError, warn } from '../errors.ts';
-import { guestPorts, networkDrift, orphanPairs, type Drift } from '../drift.ts';
+import { guestPorts, networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from '../drift.ts';
 import * as iproute from '../iproute.ts';
 import { removeUnusedPairs } from '../lifecycle.ts';
-import { undefineLibvirtNetwork } from '../libvirt.ts';
+import { listActiveDomains, undefineLibvirtNetwork } from '../libvirt.ts';
+import { activeDomainFacts, type ActiveDomainFacts } from '../reconcile.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
 import { isOwned, type Observed } from '../plan.ts';
 import * as store from '../store.ts';
@@ -79,6 +80,24 @@ function deviceView(name: string, vni: number, observed: Observed): DeviceView {
   return l ? { name, exists: true, owned: isOwned(l, vni), mtu: l.mtu, up: l.up, master: l.master ?? null } : { name, exists: false };
 }
 
+/**
+ * The running domains and their networks, if libvirt answers; status works
+ * without libvirt, it then cannot tell unrecorded guests.
+ */
+async function runningDomains(): Promise<ActiveDomainFacts[] | undefined> {
+  try {
+    return (await listActiveDomains()).flatMap((d) => {
+      try {
+        return [activeDomainFacts(d.uuid, d.name, d.liveXml)];
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return undefined;
+  }
+}
+
 const domainsOf = (users: Users) => Object.entries(users).map(([key, u]) => ({ key, name: u.name, since: u.since }));
 
 export const status: CommandModule<object, JsonArgs> = {
@@ -89,9 +108,11 @@ export const status: CommandModule<object, JsonArgs> = {
     const { defs, broken } = store.loadDefinitions();
     for (const b of broken) warn(`skipping network ${b.name}: ${b.error.message}`);
     const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
-    const observed = await iproute.observeAll(unicast);
+    const [observed, running] = await Promise.all([iproute.observeAll(unicast), runningDomains()]);
+    const unrecorded = running ? unrecordedGuests(defs, store.readUsers, running) : [];
     const rows = defs.map((def) => {
       const users = store.readUsers(def.name);
+      const notRecorded = unrecorded.filter((u) => u.network === def.name).map((u): Drift => ({ kind: 'unrecorded', devices: [u.bridge], detail: unrecordedDetail(u) }));
       return {
         name: def.name,
         vni: def.vni,
@@ -103,7 +124,7 @@ export const status: CommandModule<object, JsonArgs> = {
         vxlan: deviceView(vxlanName(def.vni), def.vni, observed),
         ports: guestPorts(def.vni, observed),
         domains: domainsOf(users),
-        drift: networkDrift(def, users, observed),
+        drift: [...networkDrift(def, users, observed), ...notRecorded],
       };
     });
     // vxvirt's devices of networks that are no longer defined, known by the VNI in their device group.
