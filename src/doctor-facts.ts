@@ -66,19 +66,25 @@ function installedCheckout(state: HooksDir, own: string): { checkout: string; ta
   return { checkout: own };
 }
 
+function isExecutable(target: string | undefined): boolean {
+  if (!target) return false;
+  try {
+    accessSync(target, constants.X_OK);
+    return true;
+  } catch {
+    return false; // reported as not executable
+  }
+}
+
 function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
   const own = thisCheckout();
   const state = inspectHooksDir(hooksDir, vxvirtHook(own));
   const { checkout, target } = installedCheckout(state, own);
-  let executable = false;
-  if (target) {
-    try {
-      accessSync(target, constants.X_OK);
-      executable = true;
-    } catch {
-      // reported as not executable
-    }
-  }
+  const executable = isExecutable(target);
+  const netState = inspectHooksDir(hooksDir, vxvirtHook(own, 'network'), 'network');
+  const net = installedCheckout(netState, own);
+  const netBundle = join(net.checkout, 'dist', 'network-hook.js');
+  const network = { state: netState, executable: isExecutable(net.target), bundle: { checkout: net.checkout, path: netBundle, exists: existsSync(netBundle) } };
   const bundle = join(checkout, 'dist', 'hook.js');
   // What libvirt runs as root, and every directory above the checkout: whoever
   // can rename one of them can put other code in the hook's place.
@@ -88,9 +94,21 @@ function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
     if (d === dirname(d)) break;
   }
   const p = hookPaths(state.dir);
-  const files = [state.dir, p.dropInDir, checkout, ...ancestors, join(checkout, 'hooks'), join(checkout, 'hooks', 'qemu'), join(checkout, 'dist'), bundle];
+  const files = [
+    state.dir,
+    p.dropInDir,
+    hookPaths(state.dir, 'network').dropInDir,
+    checkout,
+    ...ancestors,
+    join(checkout, 'hooks'),
+    join(checkout, 'hooks', 'qemu'),
+    join(checkout, 'hooks', 'network'),
+    join(checkout, 'dist'),
+    bundle,
+    join(checkout, 'dist', 'network-hook.js'),
+  ];
   return {
-    hook: { state, checkout: own, executable, node: nodeFacts(), bundle: { checkout, path: bundle, exists: existsSync(bundle) } },
+    hook: { state, checkout: own, executable, node: nodeFacts(), bundle: { checkout, path: bundle, exists: existsSync(bundle) }, network },
     files,
   };
 }

@@ -217,4 +217,4 @@ export function unrecordedGuests(
 
 /** What `vxvirt status` says about one. */
 export const unrecordedDetail = (u: UnrecordedGuest): string =>
-  `${u.domain} runs on ${u.bridge} but is not recorded as a user (a NIC hot-plugged with type='bridge'?): its stop will not release the pair`;
+  `${u.domain} runs on ${u.bridge} but is not recorded as a user (a NIC hot-plugged with type='bridge'?): vxvirt does not count it, and its stop releases nothing`;
