@@ -76,6 +76,10 @@ const RESTART: Record<HookKind, string[]> = {
   network: ['  systemctl restart libvirtd     # hosts running the monolithic libvirtd', '  systemctl restart virtnetworkd # hosts running the modular daemons'],
 };
 
+/** Every line of the restart notes, so that a caller printing several plans can print them once, last. */
+export const isRestartNote = (line: string): boolean =>
+  line.startsWith('libvirt looks for hooks only') || line.startsWith("and libvirt runs the hook's") || line.startsWith('restart libvirt so that') || line.startsWith('  systemctl restart');
+
 const INSTALL_NOTE = (kind: HookKind): string[] => [
   'libvirt looks for hooks only when its daemon starts: restart it now (running guests keep running,',
   "and libvirt runs the hook's reconnect for each of them):",

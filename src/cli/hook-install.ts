@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { warn } from '../errors.ts';
-import { applySteps, DEFAULT_HOOKS_DIR, HOOK_KINDS, inspectHooksDir, planInstall, planUninstall, vxvirtHook, type HookKind, type HooksDir, type HookPlan } from '../hook-install.ts';
+import { applySteps, DEFAULT_HOOKS_DIR, HOOK_KINDS, inspectHooksDir, isRestartNote, planInstall, planUninstall, vxvirtHook, type HookKind, type HooksDir, type HookPlan } from '../hook-install.ts';
 import { single } from './options.ts';
 
 interface Args {
@@ -26,7 +26,8 @@ function carryOut(plan: (d: HooksDir, hook: string) => HookPlan, dir: string): v
   });
   for (const p of plans) applySteps(p.steps);
   const lines = plans.flatMap((p) => p.messages);
-  process.stdout.write([...new Set(lines)].map((m) => `${m}\n`).join(''));
+  const ordered = [...lines.filter((l) => !isRestartNote(l)), ...new Set(lines.filter(isRestartNote))];
+  process.stdout.write(ordered.map((m) => `${m}\n`).join(''));
 }
 
 export const installHook: CommandModule<object, Args> = {

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bridgeNic, domainXml, repo, TestHost, type IpLink, type Result } from '../support/netns.ts';
+import { bridgeNic, domainXml, portHookData, repo, TestHost, type IpLink, type Result } from '../support/netns.ts';
 
 const NO_LIBVIRT = { LIBVIRT_DEFAULT_URI: 'qemu:///system?socket=/nonexistent/libvirt-sock' };
 const GROUP_BASE = 0x76000000;
@@ -27,16 +27,16 @@ function crashPointsInSource(): string[] {
   return [...new Set(r.stdout.split('\n').filter(Boolean).map((l) => /'([^']+)'/.exec(l)![1]!))].sort();
 }
 
-/** The hook bundle with crash points compiled in: package.json's build, but VXVIRT_CRASH_POINTS=true. */
-function buildCrashBundle(dir: string): string {
+/** A hook bundle with crash points compiled in: package.json's build, but VXVIRT_CRASH_POINTS=true. */
+function buildCrashBundle(dir: string, entry = 'src/hook-main.ts', name = 'hook'): string {
   const build = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build;
   const banner = /--banner:js="((?:[^"\\]|\\.)*)"/.exec(build)?.[1]?.replace(/\\(.)/g, '$1');
   assert.ok(banner, 'the banner of package.json\'s build script');
   // .mjs: outside the repository no package.json says "type": "module".
-  const out = join(dir, 'hook.mjs');
+  const out = join(dir, `${name}.mjs`);
   const r = spawnSync(
     join(repo, 'node_modules/.bin/esbuild'),
-    ['src/hook-main.ts', '--bundle', '--platform=node', '--target=node20', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
+    [entry, '--bundle', '--platform=node', '--target=node20', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
     { cwd: repo, encoding: 'utf8' },
   );
   assert.is(r.status, 0, `esbuild: ${r.stderr}`);
@@ -136,7 +136,8 @@ interface Scenario {
   name: string;
   /** Domains started before the one whose hook is killed. */
   before: Vm[];
-  op: 'prepare' | 'release';
+  /** unplug: the network hook's port-deleted of a NIC hot-plugged (port-created) on mc into the target before. */
+  op: 'prepare' | 'release' | 'unplug';
   target: Vm;
   /** Crash points on this scenario's path (the others are asserted not to fire). */
   reached: string[];
@@ -144,6 +145,11 @@ interface Scenario {
 
 const PREPARE_POINTS = ['prepare:recorded-domain', 'ensure:applied', 'apply:links-done', 'prepare:ensured', 'prepare:recorded-user'];
 const RELEASE_POINTS = ['release:begun', 'release:unrecorded', 'release:torn-down'];
+const UNPLUG_POINTS = ['unplug:begun', 'unplug:unrecorded'];
+const POINTS = { prepare: PREPARE_POINTS, release: RELEASE_POINTS, unplug: UNPLUG_POINTS };
+const HOTPLUG_MAC = '52:54:00:00:99:01';
+/** The hot-plugged NIC's port on mc (VNI 43), as libvirt hands it to the network hook. */
+const hotplugPort = (v: Vm): string => portHookData('mc', 'vxbr43', v.name, /<uuid>([^<]+)<\/uuid>/.exec(v.xml)![1]!, HOTPLUG_MAC);
 
 const scenarios: Scenario[] = [
   { name: 'first prepare on a network', before: [], op: 'prepare', target: vmA, reached: PREPARE_POINTS },
@@ -154,6 +160,10 @@ const scenarios: Scenario[] = [
   // The first hit of each point is after the first of its two networks: half done.
   { name: 'multi-network prepare', before: [], op: 'prepare', target: vmM, reached: PREPARE_POINTS },
   { name: 'multi-network release', before: [vmM], op: 'release', target: vmM, reached: RELEASE_POINTS },
+  // vm-a (vxbr42) got a NIC on mc hot-plugged, and it is unplugged: its last on mc, so mc's pair goes.
+  { name: 'hot-unplug of the last NIC on a network', before: [vmA], op: 'unplug', target: vmA, reached: UNPLUG_POINTS },
+  // vm-m also has its own NIC on vxbr43 from boot: it stays a user of mc, nothing is journaled or torn down.
+  { name: 'hot-unplug of one of two NICs on a network', before: [vmM], op: 'unplug', target: vmM, reached: [] },
 ];
 
 interface Recovery {
@@ -168,8 +178,9 @@ const recoveries: Recovery[] = [
     // released; a stopped domain is, some time later, started again.
     name: 'same domain, next hook',
     run: (host, s, started) => {
-      if (s.op === 'prepare') {
-        ok(hook(host, s.target, 'release'), 'release after the failed start');
+      if (s.op === 'prepare' || s.op === 'unplug') {
+        // A failed start is released; after an unplug, the domain's next hook is (at the latest) its stop.
+        ok(hook(host, s.target, 'release'), s.op === 'prepare' ? 'release after the failed start' : 'the domain stops');
         return started.filter((v) => v !== s.target);
       }
       ok(hook(host, s.target, 'prepare'), 'the domain starts again');
@@ -195,11 +206,12 @@ const recoveries: Recovery[] = [
 
 const results: string[] = [];
 
-const crash = suite<{ host: TestHost; bundle: string; dir: string }>('crash safety');
+const crash = suite<{ host: TestHost; bundle: string; networkBundle: string; dir: string }>('crash safety');
 
 crash.before((ctx) => {
   ctx.dir = mkdtempSync(join(tmpdir(), 'vxvirt-crash-'));
   ctx.bundle = buildCrashBundle(ctx.dir);
+  ctx.networkBundle = buildCrashBundle(ctx.dir, 'src/network-hook-main.ts', 'network-hook');
   ctx.host = new TestHost('crash');
   const host = ctx.host;
   host.addUnderlay();
@@ -215,26 +227,33 @@ crash.after((ctx) => {
 });
 
 crash('every crash point in src/ is in the matrix', () => {
-  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS].sort());
+  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS, ...UNPLUG_POINTS].sort());
 });
 
-crash('production bundles carry no crash points; the test bundle does', ({ bundle }) => {
-  for (const f of ['dist/hook.js', 'dist/cli.js']) {
+crash('production bundles carry no crash points; the test bundles do', ({ bundle, networkBundle }) => {
+  for (const f of ['dist/hook.js', 'dist/network-hook.js', 'dist/cli.js']) {
     const text = readFileSync(join(repo, f), 'utf8');
     assert.not.ok(text.includes('VXVIRT_CRASH_AT'), `${f} must not read VXVIRT_CRASH_AT (npm run build defines VXVIRT_CRASH_POINTS=false)`);
   }
   assert.ok(readFileSync(bundle, 'utf8').includes('VXVIRT_CRASH_AT'), 'the test bundle kills itself on request');
+  assert.ok(readFileSync(networkBundle, 'utf8').includes('VXVIRT_CRASH_AT'), 'the network hook test bundle too');
 });
 
 for (const s of scenarios) {
-  for (const point of s.op === 'prepare' ? PREPARE_POINTS : RELEASE_POINTS) {
+  for (const point of POINTS[s.op]) {
     for (const rec of recoveries) {
-      crash(`${point} | ${s.name} | ${rec.name}`, ({ host, bundle }) => {
+      crash(`${point} | ${s.name} | ${rec.name}`, ({ host, bundle, networkBundle }) => {
         const where = `${point} in ${s.name}, recovered by ${rec.name}`;
         reset(host);
         for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
-        let started = s.op === 'prepare' ? [...s.before, s.target] : s.before.filter((v) => v !== s.target);
-        const killed = host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, { VXVIRT_CRASH_AT: point });
+        let started = s.op === 'prepare' ? [...s.before, s.target] : s.op === 'unplug' ? s.before : s.before.filter((v) => v !== s.target);
+        let killed: Result;
+        if (s.op === 'unplug') {
+          ok(host.networkHook('mc', 'port-created', 'begin', hotplugPort(s.target)), 'the hot-plug (port-created)');
+          killed = host.exec(process.execPath, [networkBundle, 'mc', 'port-deleted', 'begin', '-'], hotplugPort(s.target), { VXVIRT_CRASH_AT: point });
+        } else {
+          killed = host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, { VXVIRT_CRASH_AT: point });
+        }
         if (!s.reached.includes(point)) {
           ok(killed, `${point} is not on this path: the hook runs to the end`);
           results.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${rec.name.padEnd(26)} not reached`);
