@@ -211,7 +211,12 @@ function extendRecord(domain: DomainRef, defs: readonly NetworkDefinition[], fx:
   return added;
 }
 
-/** A domain's NICs on each network, by network name (absent: none known). */
+/**
+ * A domain's NICs on each network, by network name. A network missing from
+ * it has NICs vxvirt cannot name ('unknown': `vxvirt attach --live`, whose
+ * NIC libvirt may give its MAC only as it plugs it): the domain then stays a
+ * user until it stops.
+ */
 export type NicsByNetwork = ReadonlyMap<string, Nics>;
 
 /** Add the domain (with these NICs) to a network's users; returns the entry as it was before. */
@@ -247,7 +252,7 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
         touched.push(def);
         await ensureNetwork(def, fx, domain.name);
         crashPoint('prepare:ensured');
-        usersBefore.set(def, addToUsers(domain, def, nics.get(def.name) ?? [], fx).before);
+        usersBefore.set(def, addToUsers(domain, def, nics.get(def.name) ?? 'unknown', fx).before);
         crashPoint('prepare:recorded-user');
       }
     } catch (err) {
@@ -284,7 +289,7 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
     extendRecord(domain, defs, fx);
     const errors: string[] = [];
     for (const def of defs) {
-      addToUsers(domain, def, nics.get(def.name) ?? [], fx);
+      addToUsers(domain, def, nics.get(def.name) ?? 'unknown', fx);
       try {
         await ensureNetwork(def, fx, domain.name);
       } catch (err) {
