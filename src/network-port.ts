@@ -13,8 +13,7 @@
 //
 // Pure, on xml.ts like the domain reader (the same limits on the input).
 import { DomainXmlError } from './errors.ts';
-import { parseDomainXml } from './domain-xml.ts';
-import { attr, firstChild, namespaceOf, textContent, type XmlElement } from './xml.ts';
+import { attr, firstChild, namespaceOf, parseXml, textContent, XmlSyntaxError, type XmlDocument, type XmlElement } from './xml.ts';
 
 export interface NetworkPort {
   /** The libvirt network's name. */
@@ -32,8 +31,15 @@ export interface NetworkPort {
 const textOf = (src: string, el: XmlElement | undefined): string | undefined => (el && textContent(src, el).trim()) || undefined;
 
 export function readNetworkPort(xml: string): NetworkPort {
-  const root = parseDomainXml(xml).root;
   const what = 'network hook data';
+  let doc: XmlDocument;
+  try {
+    doc = parseXml(xml);
+  } catch (err) {
+    if (err instanceof XmlSyntaxError) throw new DomainXmlError(`${what} is not well-formed: ${err.message}`);
+    throw err;
+  }
+  const root = doc.root;
   if (root.name !== 'hookData' || namespaceOf(root) !== '') throw new DomainXmlError(`${what} has no <hookData> root element (found <${root.name}>)`);
   const network = firstChild(root, 'network');
   const port = firstChild(root, 'networkport');

@@ -159,4 +159,28 @@ it('bad hook data: port-created fails with one line, port-deleted exits 0', ({ h
   ok(host.networkHook('net42', 'port-deleted', 'begin', "<hookData><network><name>net42</name><bridge name='vxbr42'/></network><networkport><owner><name>x"), 'port-deleted');
 });
 
+it('hostile hook data ends in bounded time with one line: port-created exits 1, port-deleted 0, nothing is made', ({ host }) => {
+  const laughs = `<!DOCTYPE hookData [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>`;
+  const cases: Array<[string, string, RegExp]> = [
+    ['not XML', 'port-created begin', /^vxvirt: network hook data is not well-formed/],
+    ['20 MB', `<hookData><network><name>net42</name><bridge name='vxbr42'/></network><networkport>${'x'.repeat(20_000_000)}</networkport></hookData>`, /larger than 8 MiB/],
+    ['a DOCTYPE with entities', `${laughs}<hookData><network><name>&b;</name><bridge name='vxbr42'/></network></hookData>`, /DOCTYPE is not supported/],
+    ['bytes that are not UTF-8', `<hookData><network><name>net42\xff</name><bridge name='vxbr42'/></network></hookData>`, /not valid UTF-8|no <networkport>/],
+  ];
+  for (const [name, data, line] of cases) {
+    for (const op of ['port-created', 'port-deleted'] as const) {
+      const t = Date.now();
+      const r = host.networkHook('net42', op, 'begin', data);
+      const ms = Date.now() - t;
+      assert.is(r.status, op === 'port-created' ? 1 : 0, `${name}, ${op}: ${r.stderr}`);
+      assert.is(r.stdout, '', `${name}, ${op}: nothing on stdout`);
+      assert.is(r.stderr.split('\n').filter(Boolean).length, 1, `${name}, ${op}: one line: ${r.stderr.slice(0, 300)}`);
+      assert.match(r.stderr, line, `${name}, ${op}`);
+      assert.ok(ms < 20_000, `${name}, ${op}: ${ms} ms`);
+    }
+  }
+  assert.equal(vxDevices(host), []);
+  assert.equal(stateFiles(host), []);
+});
+
 it.run();
