@@ -4,6 +4,11 @@
 // release can never delete a bridge that another domain's prepare has just
 // ensured (the race that made OpenStack Neutron stop deleting empty bridges).
 //
+// The qemu hook (prepare, reconnect, release) and the network hook
+// (port-created: ensureForDomain for one NIC; port-deleted: unplugNic) both
+// come through here; users are kept per domain with the MACs of its NICs
+// (users.ts), so the two hooks' calls for the same NIC converge.
+//
 // Crash safety: the domain's record (store: domains/KEY.json) is written
 // before it is added to any network's users and removed only after, so
 // whatever step a killed hook stopped at, the next hook run under the lock —
