@@ -238,11 +238,17 @@ step("type='bridge' hot-plug onto vxbr42 runs no hook: status shows the drift, c
 step('hot-plug then stop: hp with a NIC hot-plugged on net43 (and one unplugged before) is destroyed; both pairs and all state go', async (lab) => {
   const h1 = lab.host(1);
   await g.hp!.startOrThrow();
+  await g.hp!.waitLine(/^VXLAB eth0 /, { timeoutMs: 60_000 });
   await virshOk(h1, 'attach-interface', 'hp', 'network', 'net42', '--model', 'virtio', '--mac', HOTPLUG_MAC2, '--live');
+  await g.hp!.waitLine(/^VXLAB eth1 /, { timeoutMs: 30_000 });
   await virshOk(h1, 'detach-interface', 'hp', 'bridge', '--mac', HOTPLUG_MAC2, '--live');
+  // The guest has let go of it (libvirt may return before): the next NIC is eth1 again.
+  await waitFor('hp to lose its NIC on net42', async () => ((await tapOf(h1, g.hp!, HOTPLUG_MAC2)) ? undefined : true), { timeoutMs: 20_000 });
+  assert.equal(await users(h1, 'net42'), { hp: [g.hp!.mac] });
+  const mark = g.hp!.mark();
   await virshOk(h1, 'attach-interface', 'hp', 'network', 'net43', '--model', 'virtio', '--mac', HOTPLUG_MAC, '--live');
   await assertDevices(h1, [...PAIR42, ...PAIR43], 'hp with eth0 on vxbr42 and a hot-plugged NIC on net43');
-  await g.hp!.waitLine(/^VXLAB eth1 /, { timeoutMs: 30_000 });
+  await g.hp!.waitLine(new RegExp(`^VXLAB eth1 .*mac ${HOTPLUG_MAC}`), { since: mark, timeoutMs: 30_000 });
   await waitAnswers(g.hp!, P43, lastRound(g.hp!), 2);
   await virshOk(h1, 'destroy', 'hp');
   await assertDevices(h1, [], 'after hp stopped');
