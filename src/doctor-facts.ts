@@ -8,13 +8,15 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Facts, FileFacts, HookFacts, LibvirtAccessFacts, NetworkFacts } from './doctor.ts';
+import { unrecordedGuests } from './drift.ts';
 import { oneLine } from './errors.ts';
 import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
 import * as iproute from './iproute.ts';
-import { describeAccess, libvirtAccess } from './libvirt/index.ts';
+import { describeAccess, libvirtAccess, listActiveDomains } from './libvirt/index.ts';
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned } from './plan.ts';
+import { activeDomainFacts } from './reconcile.ts';
 import * as store from './store.ts';
 import { readSysctl } from './sysctl.ts';
 
@@ -67,19 +69,25 @@ function installedCheckout(state: HooksDir, own: string): { checkout: string; ta
   return { checkout: own };
 }
 
+function isExecutable(target: string | undefined): boolean {
+  if (!target) return false;
+  try {
+    accessSync(target, constants.X_OK);
+    return true;
+  } catch {
+    return false; // reported as not executable
+  }
+}
+
 function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
   const own = thisCheckout();
   const state = inspectHooksDir(hooksDir, vxvirtHook(own));
   const { checkout, target } = installedCheckout(state, own);
-  let executable = false;
-  if (target) {
-    try {
-      accessSync(target, constants.X_OK);
-      executable = true;
-    } catch {
-      // reported as not executable
-    }
-  }
+  const executable = isExecutable(target);
+  const netState = inspectHooksDir(hooksDir, vxvirtHook(own, 'network'), 'network');
+  const net = installedCheckout(netState, own);
+  const netBundle = join(net.checkout, 'dist', 'network-hook.js');
+  const network = { state: netState, executable: isExecutable(net.target), bundle: { checkout: net.checkout, path: netBundle, exists: existsSync(netBundle) } };
   const bundle = join(checkout, 'dist', 'hook.js');
   // What libvirt runs as root, and every directory above the checkout: whoever
   // can rename one of them can put other code in the hook's place.
@@ -89,9 +97,21 @@ function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
     if (d === dirname(d)) break;
   }
   const p = hookPaths(state.dir);
-  const files = [state.dir, p.dropInDir, checkout, ...ancestors, join(checkout, 'hooks'), join(checkout, 'hooks', 'qemu'), join(checkout, 'dist'), bundle];
+  const files = [
+    state.dir,
+    p.dropInDir,
+    hookPaths(state.dir, 'network').dropInDir,
+    checkout,
+    ...ancestors,
+    join(checkout, 'hooks'),
+    join(checkout, 'hooks', 'qemu'),
+    join(checkout, 'hooks', 'network'),
+    join(checkout, 'dist'),
+    bundle,
+    join(checkout, 'dist', 'network-hook.js'),
+  ];
   return {
-    hook: { state, checkout: own, executable, node: nodeFacts(), bundle: { checkout, path: bundle, exists: existsSync(bundle) } },
+    hook: { state, checkout: own, executable, node: nodeFacts(), bundle: { checkout, path: bundle, exists: existsSync(bundle) }, network },
     files,
   };
 }
@@ -165,11 +185,33 @@ async function libvirtFacts(): Promise<LibvirtAccessFacts> {
   return { access, virsh: virsh ? { path: virsh } : { error: `virsh not found on PATH (${process.env.PATH ?? ''})` } };
 }
 
+/** Running domains on vxvirt networks that are not recorded as users, as libvirt sees them. */
+async function unrecordedFacts(defs: readonly NetworkDefinition[]): Promise<NonNullable<Facts['unrecorded']>> {
+  try {
+    const active = (await listActiveDomains()).flatMap((d) => {
+      try {
+        return [activeDomainFacts(d.uuid, d.name, d.liveXml)];
+      } catch {
+        return [];
+      }
+    });
+    return unrecordedGuests(defs, store.readUsers, active);
+  } catch (err) {
+    return { error: oneLine(err) };
+  }
+}
+
 export async function gatherFacts(hooksDir: string): Promise<Facts> {
   const { defs, broken } = store.loadDefinitions();
   const networksDir = store.networksDir();
   const { hook, files: hookFiles } = hookFacts(hooksDir);
-  const [ip, vxlan, networks, libvirt] = await Promise.all([iprouteFacts(), iproute.tryVxlanDevice(), networkFacts(defs), libvirtFacts()]);
+  const [ip, vxlan, networks, libvirt, unrecorded] = await Promise.all([
+    iprouteFacts(),
+    iproute.tryVxlanDevice(),
+    networkFacts(defs),
+    libvirtFacts(),
+    unrecordedFacts(defs),
+  ]);
   const igmp = igmpFacts(defs);
   const configFiles = [dirname(networksDir), networksDir, ...[...defs.map((d) => d.name), ...broken.map((b) => b.name)].sort().map((n) => join(networksDir, `${n}.json`))];
   const files = [
@@ -188,5 +230,6 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
     hook,
     files,
     libvirt,
+    unrecorded,
   };
 }

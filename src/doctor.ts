@@ -1,7 +1,8 @@
 // `vxvirt check`: facts gathered from this host (doctor-facts.ts) in,
 // findings out. Pure, so every verdict and hint is tested without root.
-import { DEFAULT_HOOKS_DIR, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
+import { DEFAULT_HOOKS_DIR, hookLabel, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
 import { groupLimitHint, IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, NEAR_LIMIT } from './host-limits.ts';
+import type { UnrecordedGuest } from './drift.ts';
 import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from './network-definition.ts';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
@@ -44,6 +45,8 @@ export interface HookFacts {
   node: { path: string; version: string } | Failed;
   /** dist/hook.js of the checkout the installed hook runs (this one if none is installed). */
   bundle: { checkout: string; path: string; exists: boolean };
+  /** The network hook (hot-plug, NICs on libvirt networks): where it is, and its bundle dist/network-hook.js. */
+  network?: { state: HooksDir; executable: boolean; bundle: { checkout: string; path: string; exists: boolean } };
 }
 
 /** Who may change a file that decides what root does. */
@@ -81,6 +84,8 @@ export interface Facts {
   hook: HookFacts;
   files: FileFacts[];
   libvirt: LibvirtAccessFacts;
+  /** Running domains on vxvirt networks that are not recorded as users (unset: libvirt was not asked). */
+  unrecorded?: UnrecordedGuest[] | Failed;
 }
 
 /**
@@ -360,7 +365,41 @@ function checkDefinitions(f: Facts): Finding[] {
   return out;
 }
 
-const installHint = (dir: string) => `vxvirt install-hook${dir === DEFAULT_HOOKS_DIR ? '' : ` --hooks-dir ${dir}`}, then restart libvirtd (or virtqemud)`;
+const installHint = (dir: string, daemon = 'virtqemud') => `vxvirt install-hook${dir === DEFAULT_HOOKS_DIR ? '' : ` --hooks-dir ${dir}`}, then restart libvirtd (or ${daemon})`;
+
+/**
+ * The network hook: without it, a NIC hot-plugged with plain virsh onto a
+ * vxvirt network is not recorded (starts and stops still work: the qemu hook
+ * sees every NIC then), so its absence is a warning.
+ */
+function checkNetworkHook(n: NonNullable<HookFacts['network']>, own: string): Finding[] {
+  const subject = 'network hook';
+  const { state } = n;
+  const p = hookPaths(state.dir, 'network');
+  const label = hookLabel('network');
+  const installed = (
+    [
+      [p.main, state.main],
+      [p.dropIn, state.dropIn],
+    ] as Array<[string, Entry]>
+  ).filter((x): x is [string, Extract<Entry, { kind: 'vxvirt' }>] => x[1].kind === 'vxvirt');
+  const out: Finding[] = [];
+  const first = installed[0];
+  const hint = installHint(state.dir, 'virtnetworkd');
+  if (!first) {
+    const other = state.main.kind === 'other' ? ` (${p.main} is another hook: ${state.main.what}; vxvirt's goes to ${p.dropIn})` : '';
+    out.push({ level: 'WARN', subject, message: `${label} is not installed in ${state.dir}${other}: NICs hot-plugged with virsh onto a vxvirt network are not recorded, and their pair may be missing`, hint });
+    return out;
+  }
+  const [path, entry] = first;
+  if (installed.length > 1) out.push({ level: 'WARN', subject, message: `installed twice (${installed.map(([q]) => q).join(' and ')}): libvirt runs it twice per operation`, hint: 'vxvirt install-hook keeps one and removes the other' });
+  if (entry.link === undefined) out.push({ level: 'FAIL', subject, message: `${path} is a copy of ${label}: from there it cannot find dist/network-hook.js`, hint: `${hint} (it replaces the copy by a link)` });
+  else if (!n.executable) out.push({ level: 'FAIL', subject, message: `${path} -> ${entry.link} is not executable: libvirt skips it`, hint: `chmod 755 ${entry.link}` });
+  else if (!entry.current) out.push({ level: 'WARN', subject, message: `${path} runs the vxvirt at ${entry.link}, not this one (${own})`, hint: `${hint}, to run this one` });
+  else out.push({ level: 'OK', subject, message: `${path} -> ${entry.link}` });
+  if (!n.bundle.exists) out.push({ level: 'FAIL', subject: 'network hook bundle', message: `${n.bundle.path} is missing: NICs on vxvirt networks fail to plug`, hint: `cd ${n.bundle.checkout} && npm ci && npm run build` });
+  return out;
+}
 
 function checkHook(h: HookFacts): Finding[] {
   const subject = 'hook';
@@ -419,6 +458,7 @@ function checkHook(h: HookFacts): Finding[] {
   } else {
     out.push({ level: 'OK', subject: 'hook bundle', message: `${h.bundle.path} exists` });
   }
+  if (h.network) out.push(...checkNetworkHook(h.network, h.checkout));
   return out;
 }
 
@@ -468,7 +508,21 @@ function checkFiles(files: readonly FileFacts[]): Finding[] {
   return out;
 }
 
-/** Every finding, in the order an operator fixes things: tools, kernel, libvirt access, hook, networks, files. */
+/** Running guests on a vxvirt bridge that vxvirt does not count as users: one WARN each. */
+function checkGuests(u: Facts['unrecorded']): Finding[] {
+  if (u === undefined) return [];
+  const subject = 'guests';
+  if (failed(u)) return [{ level: 'OK', subject, message: `not checked: libvirt did not answer (${u.error})` }];
+  if (u.length === 0) return [{ level: 'OK', subject, message: 'every running guest on a vxvirt network is recorded as its user' }];
+  return u.map((g) => ({
+    level: 'WARN' as const,
+    subject,
+    message: `${g.domain} runs on ${g.bridge} (network ${g.network}) but is not recorded as a user: vxvirt does not count it (after the last recorded user stops, the pair stays only for its unknown port), and its own stop releases nothing`,
+    hint: `vxvirt reconcile records it; hot-plug NICs with \`virsh attach-interface DOMAIN network ${g.network}\` or \`vxvirt attach --live\` rather than type='bridge'`,
+  }));
+}
+
+/** Every finding, in the order an operator fixes things: tools, kernel, libvirt access, hook, networks, guests, files. */
 export function diagnose(f: Facts): Finding[] {
   return [
     checkIproute(f.iproute),
@@ -479,6 +533,7 @@ export function diagnose(f: Facts): Finding[] {
     ...checkDefinitions(f),
     ...f.networks.flatMap(checkNetwork),
     ...checkGroupLimit(f),
+    ...checkGuests(f.unrecorded),
     ...checkFiles(f.files),
   ];
 }

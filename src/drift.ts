@@ -94,9 +94,10 @@ export interface Drift {
    * device: differs from the definition; missing: used but absent; unused:
    * exists without users; error: cannot be made as defined; undefined: the
    * devices of a network no longer defined; libvirt-network: its libvirt
-   * network is not as the definition wants it (reconcile.ts, step 4).
+   * network is not as the definition wants it (reconcile.ts, step 4);
+   * unrecorded: a running domain on the network that is not one of its users.
    */
-  kind: 'device' | 'missing' | 'unused' | 'error' | 'undefined' | 'libvirt-network';
+  kind: 'device' | 'missing' | 'unused' | 'error' | 'undefined' | 'libvirt-network' | 'unrecorded';
   devices: string[];
   detail: string;
 }
@@ -179,3 +180,42 @@ export function orphanPairs(defs: readonly NetworkDefinition[], observed: Observ
   for (const p of byVni.values()) p.devices.sort();
   return [...byVni.values()].sort((a, b) => a.vni - b.vni);
 }
+
+/** A running domain (libvirt's word) with a NIC on a vxvirt network that it is not recorded as a user of. */
+export interface UnrecordedGuest {
+  network: string;
+  bridge: string;
+  domain: string;
+  uuid: string;
+}
+
+/**
+ * Running domains on a vxvirt network that its users do not list: a NIC
+ * hot-plugged with `<interface type='bridge'>` onto a vxbrN (no hook runs
+ * for that), or state lost. Its pair stays only while someone else uses it,
+ * and its stop releases nothing: `vxvirt reconcile` records it. `active`
+ * lists each running domain's bridges and libvirt networks (reconcile.ts's
+ * ActiveDomainFacts).
+ */
+export function unrecordedGuests(
+  defs: readonly NetworkDefinition[],
+  usersOf: (network: string) => Users,
+  active: ReadonlyArray<{ uuid: string; name: string; bridges: readonly string[]; networks: readonly string[] }>,
+): UnrecordedGuest[] {
+  const out: UnrecordedGuest[] = [];
+  for (const d of active) {
+    const seen = new Set<string>();
+    for (const def of defs) {
+      const bridge = bridgeName(def.vni);
+      if (seen.has(def.name) || !(d.bridges.includes(bridge) || d.networks.includes(def.name))) continue;
+      seen.add(def.name);
+      const recorded = Object.keys(usersOf(def.name)).some((k) => k.toLowerCase() === d.uuid.toLowerCase() || k === d.name);
+      if (!recorded) out.push({ network: def.name, bridge, domain: d.name, uuid: d.uuid });
+    }
+  }
+  return out.sort((a, b) => a.network.localeCompare(b.network) || a.domain.localeCompare(b.domain));
+}
+
+/** What `vxvirt status` says about one. */
+export const unrecordedDetail = (u: UnrecordedGuest): string =>
+  `${u.domain} runs on ${u.bridge} but is not recorded as a user (a NIC hot-plugged with type='bridge'?): vxvirt does not count it, and its stop releases nothing`;

@@ -1,8 +1,10 @@
-// Installing vxvirt's libvirt hook. libvirt runs DIR/qemu and, since 6.5,
-// every executable in DIR/qemu.d/ after it, with the same arguments and stdin.
-// vxvirt installs a symlink to its checkout's hooks/qemu (which finds the
-// checkout through that link) as DIR/qemu, or as DIR/qemu.d/vxvirt when
-// DIR/qemu is some other hook — which it never replaces or removes.
+// Installing vxvirt's libvirt hooks: the qemu hook (guests' starts and
+// stops) and the network hook (NICs on libvirt networks: hot-plug, and every
+// start and stop). libvirt runs DIR/KIND and, since 6.5, every executable in
+// DIR/KIND.d/ after it, with the same arguments and stdin. vxvirt installs a
+// symlink to its checkout's hooks/KIND (which finds the checkout through
+// that link) as DIR/KIND, or as DIR/KIND.d/vxvirt when DIR/KIND is some
+// other hook — which it never replaces or removes.
 //
 // Pure part: planInstall/planUninstall turn what is in DIR (a HooksDir) into
 // steps and messages. Effect part: inspectHooksDir reads DIR, applySteps
@@ -16,6 +18,10 @@ import { FileConflictError, InternalError } from './errors.ts';
 export const DEFAULT_HOOKS_DIR = '/etc/libvirt/hooks';
 /** The PATH libvirt gives its hooks (virCommandAddEnvPassCommon), whatever the daemon's own PATH. */
 export const LIBVIRT_HOOK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** libvirt's hook scripts vxvirt installs one of each of. */
+export type HookKind = 'qemu' | 'network';
+export const HOOK_KINDS: readonly HookKind[] = ['qemu', 'network'];
 
 /** What is at one of the two places vxvirt's hook can be. */
 export type Entry =
@@ -31,12 +37,14 @@ export type Entry =
 
 export interface HooksDir {
   dir: string;
+  /** Which hook (default qemu). */
+  kind?: HookKind;
   exists: boolean;
-  /** DIR/qemu */
+  /** DIR/KIND */
   main: Entry;
-  /** DIR/qemu.d */
+  /** DIR/KIND.d */
   dropInDir: 'absent' | 'directory' | 'other';
-  /** DIR/qemu.d/vxvirt */
+  /** DIR/KIND.d/vxvirt */
   dropIn: Entry;
 }
 
@@ -56,20 +64,30 @@ export interface HookPlan {
   messages: string[];
 }
 
-export function hookPaths(dir: string): { main: string; dropInDir: string; dropIn: string } {
-  return { main: join(dir, 'qemu'), dropInDir: join(dir, 'qemu.d'), dropIn: join(dir, 'qemu.d', 'vxvirt') };
+export function hookPaths(dir: string, kind: HookKind = 'qemu'): { main: string; dropInDir: string; dropIn: string } {
+  return { main: join(dir, kind), dropInDir: join(dir, `${kind}.d`), dropIn: join(dir, `${kind}.d`, 'vxvirt') };
 }
 
-const RESTART = ['  systemctl restart libvirtd     # hosts running the monolithic libvirtd', '  systemctl restart virtqemud    # hosts running the modular daemons'];
+/** How messages name the hook. */
+export const hookLabel = (kind: HookKind = 'qemu'): string => (kind === 'qemu' ? "vxvirt's hook" : "vxvirt's network hook");
 
-const INSTALL_NOTE = [
+const RESTART: Record<HookKind, string[]> = {
+  qemu: ['  systemctl restart libvirtd     # hosts running the monolithic libvirtd', '  systemctl restart virtqemud    # hosts running the modular daemons'],
+  network: ['  systemctl restart libvirtd     # hosts running the monolithic libvirtd', '  systemctl restart virtnetworkd # hosts running the modular daemons'],
+};
+
+/** Every line of the restart notes, so that a caller printing several plans can print them once, last. */
+export const isRestartNote = (line: string): boolean =>
+  line.startsWith('libvirt looks for hooks only') || line.startsWith("and libvirt runs the hook's") || line.startsWith('restart libvirt so that') || line.startsWith('  systemctl restart');
+
+const INSTALL_NOTE = (kind: HookKind): string[] => [
   'libvirt looks for hooks only when its daemon starts: restart it now (running guests keep running,',
   "and libvirt runs the hook's reconnect for each of them):",
-  ...RESTART,
+  ...RESTART[kind],
 ];
-const UNINSTALL_NOTE = [
+const UNINSTALL_NOTE = (kind: HookKind): string[] => [
   'restart libvirt so that it forgets the hook (libvirt before 6.5 fails guest starts while a hook it found at start-up is missing):',
-  ...RESTART,
+  ...RESTART[kind],
 ];
 
 /** An entry in a message. */
@@ -93,7 +111,9 @@ const isCurrent = (e: Entry): boolean => e.kind === 'vxvirt' && e.current;
  * DIR/qemu if free, else DIR/qemu.d/vxvirt. `hook` is this checkout's hooks/qemu.
  */
 export function planInstall(d: HooksDir, hook: string): HookPlan {
-  const p = hookPaths(d.dir);
+  const kind = d.kind ?? 'qemu';
+  const label = hookLabel(kind);
+  const p = hookPaths(d.dir, kind);
   const mainOk = d.main.kind !== 'other';
   const where: 'main' | 'dropIn' = isCurrent(d.main)
     ? 'main'
@@ -116,11 +136,11 @@ export function planInstall(d: HooksDir, hook: string): HookPlan {
       throw new FileConflictError(`${p.dropInDir} is not a directory, and ${p.main} is another hook (${describeEntry(d.main)}): vxvirt installs neither; move one of them away`);
     }
     if (entry.kind === 'other') {
-      throw new FileConflictError(`${p.dropIn} is ${entry.what}, not vxvirt's hook: remove it, then run install-hook again`);
+      throw new FileConflictError(`${p.dropIn} is ${entry.what}, not ${label}: remove it, then run install-hook again`);
     }
   }
   if (isCurrent(entry)) {
-    messages.push(`vxvirt's hook is already installed: ${path} -> ${hook}`);
+    messages.push(`${label} is already installed: ${path} -> ${hook}`);
   } else {
     if (!d.exists) steps.push({ op: 'mkdir', path: d.dir });
     if (where === 'dropIn' && d.dropInDir === 'absent') steps.push({ op: 'mkdir', path: p.dropInDir });
@@ -141,15 +161,17 @@ export function planInstall(d: HooksDir, hook: string): HookPlan {
     const otherPath = where === 'main' ? p.dropIn : p.main;
     steps.push({ op: 'remove', path: otherPath });
     if (where === 'main') steps.push({ op: 'rmdir-if-empty', path: p.dropInDir });
-    messages.push(`removed ${otherPath} (${describeEntry(other)}): libvirt would run vxvirt's hook twice`);
+    messages.push(`removed ${otherPath} (${describeEntry(other)}): libvirt would run ${label} twice`);
   }
-  if (steps.length > 0) messages.push(...INSTALL_NOTE);
+  if (steps.length > 0) messages.push(...INSTALL_NOTE(kind));
   return { steps, messages };
 }
 
 /** Remove vxvirt's hook wherever it is; anything else stays, and an emptied qemu.d goes. */
 export function planUninstall(d: HooksDir): HookPlan {
-  const p = hookPaths(d.dir);
+  const kind = d.kind ?? 'qemu';
+  const label = hookLabel(kind);
+  const p = hookPaths(d.dir, kind);
   const steps: Step[] = [];
   const messages: string[] = [];
   for (const [path, entry] of [
@@ -160,12 +182,12 @@ export function planUninstall(d: HooksDir): HookPlan {
       steps.push({ op: 'remove', path });
       messages.push(`removed ${path} (${describeEntry(entry)})`);
     } else if (entry.kind === 'other') {
-      messages.push(`left ${path} as it is: ${entry.what}, not vxvirt's hook`);
+      messages.push(`left ${path} as it is: ${entry.what}, not ${label}`);
     }
   }
   if (d.dropIn.kind === 'vxvirt') steps.push({ op: 'rmdir-if-empty', path: p.dropInDir });
-  if (steps.length === 0) messages.unshift(`vxvirt's hook is not installed in ${d.dir}`);
-  else messages.push(...UNINSTALL_NOTE);
+  if (steps.length === 0) messages.unshift(`${label} is not installed in ${d.dir}`);
+  else messages.push(...UNINSTALL_NOTE(kind));
   return { steps, messages };
 }
 
@@ -179,9 +201,9 @@ export function thisCheckout(): string {
   return realpathSync(fileURLToPath(new URL('..', import.meta.url)));
 }
 
-/** This checkout's hooks/qemu, resolved. */
-export function vxvirtHook(checkout = thisCheckout()): string {
-  const hook = join(checkout, 'hooks', 'qemu');
+/** This checkout's hooks/KIND, resolved. */
+export function vxvirtHook(checkout = thisCheckout(), kind: HookKind = 'qemu'): string {
+  const hook = join(checkout, 'hooks', kind);
   try {
     return realpathSync(hook);
   } catch (err) {
@@ -191,9 +213,9 @@ export function vxvirtHook(checkout = thisCheckout()): string {
 
 const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException)?.code;
 
-/** A vxvirt checkout's hooks/qemu: ROOT/hooks/qemu where ROOT/package.json is vxvirt's. */
-function isVxvirtHook(real: string): boolean {
-  if (basename(real) !== 'qemu' || basename(dirname(real)) !== 'hooks') return false;
+/** A vxvirt checkout's hooks/KIND: ROOT/hooks/KIND where ROOT/package.json is vxvirt's. */
+function isVxvirtHook(real: string, kind: HookKind): boolean {
+  if (basename(real) !== kind || basename(dirname(real)) !== 'hooks') return false;
   try {
     return (JSON.parse(readFileSync(join(dirname(dirname(real)), 'package.json'), 'utf8')) as { name?: unknown }).name === 'vxvirt';
   } catch {
@@ -201,7 +223,7 @@ function isVxvirtHook(real: string): boolean {
   }
 }
 
-function inspectEntry(path: string, hook: string, hookBytes: Buffer): Entry {
+function inspectEntry(path: string, hook: string, hookBytes: Buffer, kind: HookKind): Entry {
   let st;
   try {
     st = lstatSync(path);
@@ -219,7 +241,7 @@ function inspectEntry(path: string, hook: string, hookBytes: Buffer): Entry {
       return { kind: 'other', what: `a symlink to ${link}, which does not exist` };
     }
     if (real === hook) return { kind: 'vxvirt', link: real, current: true };
-    if (isVxvirtHook(real)) return { kind: 'vxvirt', link: real, current: false };
+    if (isVxvirtHook(real, kind)) return { kind: 'vxvirt', link: real, current: false };
     return { kind: 'other', what: `a symlink to ${link}` };
   }
   if (st.isFile()) {
@@ -238,19 +260,20 @@ function dirKind(path: string): 'absent' | 'directory' | 'other' {
   }
 }
 
-/** What is in a hooks directory, judged against `hook` (this checkout's hooks/qemu). */
-export function inspectHooksDir(dir: string, hook: string): HooksDir {
+/** What is in a hooks directory, judged against `hook` (this checkout's hooks/KIND). */
+export function inspectHooksDir(dir: string, hook: string, kind: HookKind = 'qemu'): HooksDir {
   const abs = resolve(dir);
-  const kind = dirKind(abs);
-  if (kind === 'other') throw new FileConflictError(`${abs} is not a directory: give libvirt's hook directory`);
-  const p = hookPaths(abs);
+  const what = dirKind(abs);
+  if (what === 'other') throw new FileConflictError(`${abs} is not a directory: give libvirt's hook directory`);
+  const p = hookPaths(abs, kind);
   const hookBytes = readFileSync(hook);
   return {
     dir: abs,
-    exists: kind === 'directory',
-    main: inspectEntry(p.main, hook, hookBytes),
+    kind,
+    exists: what === 'directory',
+    main: inspectEntry(p.main, hook, hookBytes, kind),
     dropInDir: dirKind(p.dropInDir),
-    dropIn: inspectEntry(p.dropIn, hook, hookBytes),
+    dropIn: inspectEntry(p.dropIn, hook, hookBytes, kind),
   };
 }
 
@@ -276,7 +299,7 @@ function applyStep(s: Step): void {
       return;
     case 'relink': {
       // The temporary link lives in the hooks directory itself, never in
-      // qemu.d/, where libvirt would run it as one more hook.
+      // KIND.d/, where libvirt would run it as one more hook.
       const tmp = join(s.scratch, `.vxvirt-hook.tmp-${process.pid}`);
       rmSync(tmp, { force: true });
       try {

@@ -9,8 +9,8 @@
 // or domains on the host.
 import { readDomain, type DomainInfo } from './domain-xml.ts';
 import { formatError } from './errors.ts';
-import { ensureForDomain, realEffects, reconnectDomain, releaseDomain, type Effects } from './lifecycle.ts';
-import type { NetworkDefinition } from './network-definition.ts';
+import { ensureForDomain, realEffects, reconnectDomain, releaseDomain, type Effects, type NicsByNetwork } from './lifecycle.ts';
+import { bridgeName, type NetworkDefinition } from './network-definition.ts';
 import * as store from './store.ts';
 import type { VniLookup } from './store.ts';
 
@@ -62,6 +62,24 @@ export function definitionsFor(domain: DomainInfo, deps: Pick<HookDeps, 'findDef
   return [...found.values()];
 }
 
+/**
+ * Which of the domain's NICs are on each of `defs` (matched as
+ * definitionsFor matches them): their MACs, or 'unknown' when one of them
+ * has none — then a hot-unplug cannot tell which NIC left, and the domain
+ * stays a user until it stops.
+ */
+export function nicsFor(domain: DomainInfo, defs: readonly NetworkDefinition[]): NicsByNetwork {
+  const out = new Map<string, string[] | 'unknown'>();
+  for (const nic of domain.nics) {
+    if (nic.type !== 'bridge' && nic.type !== 'network') continue;
+    const def = defs.find((d) => nic.bridge === bridgeName(d.vni)) ?? defs.find((d) => nic.network !== undefined && nic.network === d.name);
+    if (!def) continue;
+    const have = out.get(def.name) ?? [];
+    out.set(def.name, have === 'unknown' || nic.mac === undefined ? 'unknown' : [...have, nic.mac]);
+  }
+  return out;
+}
+
 /** Run one hook invocation; returns the exit status. */
 export async function runHook(argv: readonly string[], io: HookIo, deps: HookDeps = realDeps): Promise<number> {
   const [, op, subop] = argv;
@@ -82,9 +100,12 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
       throw err;
     }
     if (operation === 'release end') await releaseDomain(domain.key, deps.effects);
-    // reconnect: libvirtd restarted with this domain running.
-    else if (operation === 'reconnect begin') await reconnectDomain(domain, definitionsFor(domain, deps), deps.effects);
-    else await ensureForDomain(domain, definitionsFor(domain, deps), deps.effects);
+    else {
+      const defs = definitionsFor(domain, deps);
+      // reconnect: libvirtd restarted with this domain running.
+      if (operation === 'reconnect begin') await reconnectDomain(domain, defs, deps.effects, nicsFor(domain, defs));
+      else await ensureForDomain(domain, defs, deps.effects, nicsFor(domain, defs));
+    }
     return 0;
   } catch (err) {
     io.error(formatError(err));

@@ -4,6 +4,11 @@
 // release can never delete a bridge that another domain's prepare has just
 // ensured (the race that made OpenStack Neutron stop deleting empty bridges).
 //
+// The qemu hook (prepare, reconnect, release) and the network hook
+// (port-created: ensureForDomain for one NIC; port-deleted: unplugNic) both
+// come through here; users are kept per domain with the MACs of its NICs
+// (users.ts), so the two hooks' calls for the same NIC converge.
+//
 // Crash safety: the domain's record (store: domains/KEY.json) is written
 // before it is added to any network's users and removed only after, so
 // whatever step a killed hook stopped at, the next hook run under the lock —
@@ -21,7 +26,7 @@ import { planReconcile, type Action, type LibvirtFacts, type ReconcileFacts, typ
 import * as store from './store.ts';
 import { readSysctl } from './sysctl.ts';
 import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork } from './store.ts';
-import { addUser, hasUsers, removeUser, type Users } from './users.ts';
+import { addUser, hasUsers, planUnplug, removeUser, restoreUser, type Nics, type UserRecord, type Users } from './users.ts';
 
 export type { Change };
 
@@ -46,6 +51,8 @@ export interface Effects {
   readDomainRecord(key: string): DomainRecord | undefined;
   writeDomainRecord(key: string, record: DomainRecord): void;
   beginRelease(key: string): DomainRecord | undefined;
+  /** Journal the release of some of a domain's networks (a hot-unplug): finished like a release if cut short. */
+  beginPartialRelease(key: string, record: DomainRecord): void;
   pendingReleases(): PendingRelease[];
   endRelease(key: string): void;
   /** The network's definition as it is now (undefined: no longer defined). */
@@ -66,6 +73,7 @@ export const realEffects: Effects = {
   readDomainRecord: store.readDomainRecord,
   writeDomainRecord: store.writeDomainRecord,
   beginRelease: store.beginRelease,
+  beginPartialRelease: store.beginPartialRelease,
   pendingReleases: store.pendingReleases,
   endRelease: store.endRelease,
   rereadDefinition: (def) => store.findDefinition(def.name),
@@ -190,10 +198,22 @@ function unrecord(key: string, name: string, networks: readonly RecordedNetwork[
   }
 }
 
+/**
+ * Take networks off a domain's record once it is no longer their user (after
+ * a hot-unplug). A whole release moved the record away: then nothing is there.
+ */
+function forgetNetworks(key: string, networks: readonly RecordedNetwork[], fx: Effects): void {
+  const record = fx.readDomainRecord(key);
+  if (!record) return;
+  const keep = record.networks.filter((n) => !networks.some((g) => sameNetwork(g, n)));
+  if (keep.length !== record.networks.length) fx.writeDomainRecord(key, { ...record, networks: keep });
+}
+
 /** Finish releases that a killed hook left half done (normally there are none). */
 async function finishPendingReleases(fx: Effects): Promise<void> {
   for (const { key, record } of fx.pendingReleases()) {
     unrecord(key, record.name, record.networks, fx);
+    forgetNetworks(key, record.networks, fx);
     await removeUnusedPairs(record.networks, fx, record.name);
     fx.endRelease(key);
   }
@@ -224,12 +244,26 @@ function extendRecord(domain: DomainRef, defs: readonly NetworkDefinition[], fx:
   return added;
 }
 
-function addToUsers(domain: DomainRef, def: NetworkDefinition, fx: Effects): boolean {
+/**
+ * A domain's NICs on each network, by network name. A network missing from
+ * it has NICs vxvirt cannot name ('unknown': `vxvirt attach --live`, whose
+ * NIC libvirt may give its MAC only as it plugs it): the domain then stays a
+ * user until it stops.
+ */
+export type NicsByNetwork = ReadonlyMap<string, Nics>;
+
+/** Add the domain (with these NICs) to a network's users; returns the entry as it was before. */
+function addToUsers(domain: DomainRef, def: NetworkDefinition, nics: Nics, fx: Effects): { before: UserRecord | undefined } {
   const users = fx.readUsers(def.name);
-  const isNew = !(domain.key in users);
-  fx.writeUsers(def.name, addUser(users, domain.key, domain.name, fx.now()));
-  if (isNew) fx.log({ action: 'user-added', network: def.name, domain: domain.name });
-  return isNew;
+  const before = users[domain.key];
+  const after = addUser(users, domain.key, domain.name, fx.now(), nics);
+  const entry = after[domain.key]!;
+  const had = before?.macs ?? [];
+  const has = entry.macs ?? [];
+  if (!before || entry.name !== before.name || has.join() !== had.join() || (entry.macs === undefined) !== (before.macs === undefined)) fx.writeUsers(def.name, after);
+  if (!before) fx.log({ action: 'user-added', network: def.name, domain: domain.name, ...(has.length > 0 ? { macs: has } : {}) });
+  else if (has.length > had.length) fx.log({ action: 'nic-added', network: def.name, domain: domain.name, macs: has.filter((m) => !had.includes(m)) });
+  return { before };
 }
 
 /**
@@ -238,24 +272,29 @@ function addToUsers(domain: DomainRef, def: NetworkDefinition, fx: Effects): boo
  * unused are deleted, so a failed start leaves nothing half-made — while
  * records from before (a domain prepared twice) stay.
  */
-export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
+export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects, nics: NicsByNetwork = new Map(), holder = 'prepare'): Promise<void> {
   if (defs.length === 0) return;
-  await fx.withHostLock(`prepare ${domain.name}`, async () => {
+  await fx.withHostLock(`${holder} ${domain.name}`, async () => {
     await finishPendingReleases(fx);
     defs = current(defs, fx, 'fail');
     const addedToRecord = extendRecord(domain, defs, fx);
     const touched: NetworkDefinition[] = [];
-    const addedToUsers: NetworkDefinition[] = [];
+    const usersBefore = new Map<NetworkDefinition, UserRecord | undefined>();
     try {
       for (const def of defs) {
         touched.push(def);
         await ensureNetwork(def, fx, domain.name);
         crashPoint('prepare:ensured');
-        if (addToUsers(domain, def, fx)) addedToUsers.push(def);
+        usersBefore.set(def, addToUsers(domain, def, nics.get(def.name) ?? 'unknown', fx).before);
         crashPoint('prepare:recorded-user');
       }
     } catch (err) {
-      unrecord(domain.key, domain.name, addedToUsers.map(recorded), fx);
+      // Users entries back as they were: a new user goes, NICs this call added go.
+      for (const [def, before] of usersBefore) {
+        const users = fx.readUsers(def.name);
+        fx.writeUsers(def.name, restoreUser(users, domain.key, before));
+        if (!before) fx.log({ action: 'user-removed', network: def.name, domain: domain.name });
+      }
       await removeUnusedPairs(touched.map(recorded), fx, domain.name);
       if (addedToRecord.length > 0) {
         const record = fx.readDomainRecord(domain.key);
@@ -275,7 +314,7 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
  * pair is ensured on its own, and the failures are reported together. Nothing
  * is rolled back: the guest is running on those bridges.
  */
-export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects): Promise<void> {
+export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkDefinition[], fx: Effects = realEffects, nics: NicsByNetwork = new Map()): Promise<void> {
   if (defs.length === 0) return;
   const failures = await fx.withHostLock(`reconnect ${domain.name}`, async () => {
     await finishPendingReleases(fx);
@@ -283,7 +322,7 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
     extendRecord(domain, defs, fx);
     const errors: string[] = [];
     for (const def of defs) {
-      addToUsers(domain, def, fx);
+      addToUsers(domain, def, nics.get(def.name) ?? 'unknown', fx);
       try {
         await ensureNetwork(def, fx, domain.name);
       } catch (err) {
@@ -313,6 +352,38 @@ export async function releaseDomain(key: string, fx: Effects = realEffects): Pro
     crashPoint('release:torn-down');
     fx.endRelease(key);
     return removed;
+  });
+}
+
+/**
+ * libvirt's network hook `port-deleted`: the NIC `mac` of the domain left
+ * `network` (a hot-unplug, or the first step of a stop: libvirt runs it
+ * before the qemu hook's `release`). The domain stays a user while it has
+ * other NICs there that vxvirt knows of (planUnplug); after its last one it
+ * is released from that network exactly as a stop releases it — journaled in
+ * releasing/ first, so a hook killed half-way is finished by the next — and
+ * the network leaves its record, so a later `release` does not touch it.
+ * Returns what the unplug meant.
+ */
+export async function unplugNic(domain: DomainRef, network: RecordedNetwork, mac: string, fx: Effects = realEffects): Promise<ReturnType<typeof planUnplug>['outcome']> {
+  return fx.withHostLock(`port-deleted ${domain.name}`, async () => {
+    await finishPendingReleases(fx);
+    const users = fx.readUsers(network.name);
+    const plan = planUnplug(users, domain.key, mac);
+    if (plan.outcome === 'still-used') {
+      fx.writeUsers(network.name, plan.users);
+      fx.log({ action: 'nic-removed', network: network.name, domain: domain.name, macs: [mac.toLowerCase()] });
+    } else if (plan.outcome === 'last-nic') {
+      const name = users[domain.key]?.name ?? domain.name;
+      fx.beginPartialRelease(domain.key, { name, networks: [network] });
+      crashPoint('unplug:begun');
+      unrecord(domain.key, name, [network], fx);
+      forgetNetworks(domain.key, [network], fx);
+      crashPoint('unplug:unrecorded');
+      await removeUnusedPairs([network], fx, name);
+      fx.endRelease(domain.key);
+    }
+    return plan.outcome;
   });
 }
 
@@ -377,6 +448,7 @@ async function carryOut(action: Action, fx: Effects): Promise<void> {
   switch (action.kind) {
     case 'finish-release':
       unrecord(action.key, action.domain, action.networks, fx);
+      forgetNetworks(action.key, action.networks, fx);
       fx.endRelease(action.key);
       return;
     case 'add-record': {
@@ -387,7 +459,8 @@ async function carryOut(action: Action, fx: Effects): Promise<void> {
       return;
     }
     case 'add-user':
-      fx.writeUsers(action.network, addUser(fx.readUsers(action.network), action.key, action.domain, fx.now()));
+      // Made from libvirt's word that the domain runs there: which NICs, vxvirt cannot say.
+      fx.writeUsers(action.network, addUser(fx.readUsers(action.network), action.key, action.domain, fx.now(), 'unknown'));
       fx.log({ action: 'user-added', network: action.network, domain: action.domain });
       return;
     case 'drop-user':

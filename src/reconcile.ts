@@ -154,6 +154,12 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
   for (const { key, record } of facts.releasing) {
     const from = record.networks.filter((n) => isUser(n.name, key));
     for (const n of from) delete users.get(n.name)?.[key];
+    // A hot-unplug's release leaves the running domain's record in domains/: those networks leave it.
+    const r = records.get(key);
+    if (r) {
+      r.networks = r.networks.filter((n) => !record.networks.some((g) => sameNetwork(g, n)));
+      if (r.networks.length === 0) records.delete(key);
+    }
     actions.push({
       kind: 'finish-release',
       key,

@@ -7,12 +7,15 @@
 //                             index, so the hook finds the network of bridge
 //                             vxbrN without reading every definition
 //   $VXVIRT_STATE_DIR (/run/vxvirt, 0700)
-//     users/NAME.json         the domains using network NAME (authoritative)
+//     users/NAME.json         the domains using network NAME, with the MACs of
+//                             their NICs on it (authoritative)
 //     domains/KEY.json        the networks domain KEY was recorded on (a superset:
 //                             written before users/, removed after them), so a
 //                             release touches only that domain's networks
-//     releasing/KEY.json      a release in progress; a killed release is finished
-//                             by the next hook run that takes the lock
+//     releasing/KEY.json      a release in progress (of the whole domain, or of
+//                             the network a hot-unplug took its last NIC from);
+//                             a killed release is finished by the next hook run
+//                             that takes the lock
 //     lock                    flock(2)ed by whoever changes users or devices
 //
 // Writes are atomic (temp file + rename), so a crash never leaves a half-written
@@ -422,6 +425,16 @@ export function beginRelease(key: string): DomainRecord | undefined {
   }
   const text = readStateFile(to);
   return text === undefined ? undefined : parseDomainRecord(text, key);
+}
+
+/**
+ * Start the release of some of a domain's networks (a hot-unplug took its
+ * last NIC there): journaled in releasing/ like a whole release, so that if
+ * this process dies before endRelease, the next one finishes it. The
+ * domain's record stays in domains/ (it still runs).
+ */
+export function beginPartialRelease(key: string, record: DomainRecord): void {
+  writeStateFile(join(releasingDir(), domainFileName(key)), `${JSON.stringify({ key, ...record }, null, 2)}\n`);
 }
 
 export type PendingRelease = RecordedDomain;

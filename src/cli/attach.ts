@@ -102,7 +102,8 @@ export async function attachDomain(o: AttachOptions, ops: Ops = realOps): Promis
     ops.warn(`domain ${o.domain} is not running: --live had nothing to change`);
     return;
   }
-  // No hook runs for hot-plug: make the pair and record the domain as its user first.
+  // No hook runs for a type='bridge' hot-plug: make the pair and record the domain as its user first
+  // (its NICs there unknown to vxvirt: it stays a user until it stops).
   const info = readDomain(defined);
   await ops.ensureForDomain({ key: info.key, name: info.name }, [o.network]);
   const live = listInterfaces(state.liveXml);

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { warn } from '../errors.ts';
-import { applySteps, DEFAULT_HOOKS_DIR, inspectHooksDir, planInstall, planUninstall, vxvirtHook, type HookPlan } from '../hook-install.ts';
+import { applySteps, DEFAULT_HOOKS_DIR, HOOK_KINDS, inspectHooksDir, isRestartNote, planInstall, planUninstall, vxvirtHook, type HookKind, type HooksDir, type HookPlan } from '../hook-install.ts';
 import { single } from './options.ts';
 
 interface Args {
@@ -15,32 +15,44 @@ export const hooksDirOption = <T>(y: Argv<T>) =>
 
 export const hooksDir = (argv: Args): string => single('hooks-dir', argv.hooksDir) || DEFAULT_HOOKS_DIR;
 
-function carryOut(plan: HookPlan): void {
-  applySteps(plan.steps);
-  process.stdout.write(plan.messages.map((m) => `${m}\n`).join(''));
+/**
+ * Plan both hooks first (a conflict with one installs neither), then carry
+ * the plans out; the restart note, the same for both, is printed once.
+ */
+function carryOut(plan: (d: HooksDir, hook: string) => HookPlan, dir: string): void {
+  const plans = HOOK_KINDS.map((kind: HookKind) => {
+    const hook = vxvirtHook(undefined, kind);
+    return plan(inspectHooksDir(dir, hook, kind), hook);
+  });
+  for (const p of plans) applySteps(p.steps);
+  const lines = plans.flatMap((p) => p.messages);
+  const ordered = [...lines.filter((l) => !isRestartNote(l)), ...new Set(lines.filter(isRestartNote))];
+  process.stdout.write(ordered.map((m) => `${m}\n`).join(''));
 }
 
 export const installHook: CommandModule<object, Args> = {
   command: 'install-hook',
-  describe: "Install vxvirt's libvirt hook: a link to this checkout's hooks/qemu as qemu (or qemu.d/vxvirt beside another hook)",
+  describe: "Install vxvirt's libvirt hooks: links to this checkout's hooks/qemu and hooks/network as qemu and network (or KIND.d/vxvirt beside another hook)",
   builder: (y: Argv) =>
     hooksDirOption(y)
-      .example('$0 install-hook', `link ${DEFAULT_HOOKS_DIR}/qemu (or qemu.d/vxvirt) to this checkout's hooks/qemu`)
+      .example('$0 install-hook', `link ${DEFAULT_HOOKS_DIR}/qemu and /network (or qemu.d/vxvirt, network.d/vxvirt) to this checkout's hooks/`)
       .example('$0 install-hook --hooks-dir /usr/local/etc/libvirt/hooks', 'for a libvirt built from source'),
   handler: (argv: ArgumentsCamelCase<Args>) => {
-    const hook = vxvirtHook();
-    const bundle = join(dirname(dirname(hook)), 'dist', 'hook.js');
-    if (!existsSync(bundle)) warn(`${bundle} is missing: run 'npm ci && npm run build' in ${dirname(dirname(hook))}, or the hook cannot start guests on vxvirt networks`);
-    carryOut(planInstall(inspectHooksDir(hooksDir(argv), hook), hook));
+    const checkout = dirname(dirname(vxvirtHook()));
+    for (const b of ['hook.js', 'network-hook.js']) {
+      const bundle = join(checkout, 'dist', b);
+      if (!existsSync(bundle)) warn(`${bundle} is missing: run 'npm ci && npm run build' in ${checkout}, or the hooks cannot start guests on vxvirt networks`);
+    }
+    carryOut(planInstall, hooksDir(argv));
   },
 };
 
 export const uninstallHook: CommandModule<object, Args> = {
   command: 'uninstall-hook',
-  describe: "Remove vxvirt's libvirt hook; other hooks stay",
+  describe: "Remove vxvirt's libvirt hooks (qemu and network); other hooks stay",
   builder: (y: Argv) =>
-    hooksDirOption(y).example('$0 uninstall-hook', `remove vxvirt's link from ${DEFAULT_HOOKS_DIR} (qemu or qemu.d/vxvirt)`),
+    hooksDirOption(y).example('$0 uninstall-hook', `remove vxvirt's links from ${DEFAULT_HOOKS_DIR} (qemu, network, or KIND.d/vxvirt)`),
   handler: (argv: ArgumentsCamelCase<Args>) => {
-    carryOut(planUninstall(inspectHooksDir(hooksDir(argv), vxvirtHook())));
+    carryOut((d) => planUninstall(d), hooksDir(argv));
   },
 };

@@ -1,11 +1,11 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError, LibvirtUnreachableError, oneLine, warn } from '../errors.ts';
-import { guestPorts, networkDrift, orphanPairs, type Drift } from '../drift.ts';
+import { guestPorts, networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from '../drift.ts';
 import * as iproute from '../iproute.ts';
 import { removeUnusedPairs } from '../lifecycle.ts';
-import { listLibvirtNetworks, undefineLibvirtNetwork } from '../libvirt/index.ts';
-import { libvirtNetworkDrift, type LibvirtNetworkFacts, type LibvirtNetworkView } from '../reconcile.ts';
+import { listActiveDomains, listLibvirtNetworks, undefineLibvirtNetwork } from '../libvirt/index.ts';
+import { activeDomainFacts, libvirtNetworkDrift, type ActiveDomainFacts, type LibvirtNetworkFacts, type LibvirtNetworkView } from '../reconcile.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
 import { isOwned, type Observed } from '../plan.ts';
 import * as store from '../store.ts';
@@ -118,6 +118,24 @@ async function askLibvirtNetworks(): Promise<LibvirtNetworkFacts> {
   }
 }
 
+/**
+ * The running domains and their networks, if libvirt answers; status works
+ * without libvirt, it then cannot tell unrecorded guests.
+ */
+async function runningDomains(): Promise<ActiveDomainFacts[] | undefined> {
+  try {
+    return (await listActiveDomains()).flatMap((d) => {
+      try {
+        return [activeDomainFacts(d.uuid, d.name, d.liveXml)];
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return undefined;
+  }
+}
+
 const domainsOf = (users: Users) => Object.entries(users).map(([key, u]) => ({ key, name: u.name, since: u.since }));
 
 export const status: CommandModule<object, JsonArgs> = {
@@ -128,14 +146,15 @@ export const status: CommandModule<object, JsonArgs> = {
     const { defs, broken } = store.loadDefinitions();
     for (const b of broken) warn(`skipping network ${b.name}: ${b.error.message}`);
     const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
-    const observed = await iproute.observeAll(unicast);
-    const lv = await askLibvirtNetworks();
+    const [observed, running, lv] = await Promise.all([iproute.observeAll(unicast), runningDomains(), askLibvirtNetworks()]);
     // Said only when it matters: a network defined with --no-libvirt has no libvirt network to show.
     if (!lv.reachable && defs.some((d) => d.libvirt === true)) warn(`libvirt networks not shown: ${lv.reason}`);
+    const unrecorded = running ? unrecordedGuests(defs, store.readUsers, running) : [];
     const rows = defs.map((def) => {
       const users = store.readUsers(def.name);
       const libvirtNetwork = libvirtNetworkStatus(def.libvirt ?? null, def.name, lv);
       const lvDrift = lv.reachable ? libvirtNetworkDrift(def, lv.networks.find((n) => n.name === def.name)) : undefined;
+      const notRecorded = unrecorded.filter((u) => u.network === def.name).map((u): Drift => ({ kind: 'unrecorded', devices: [u.bridge], detail: unrecordedDetail(u) }));
       return {
         name: def.name,
         vni: def.vni,
@@ -148,7 +167,7 @@ export const status: CommandModule<object, JsonArgs> = {
         ports: guestPorts(def.vni, observed),
         domains: domainsOf(users),
         libvirtNetwork,
-        drift: [...networkDrift(def, users, observed), ...(lvDrift ? [{ kind: 'libvirt-network' as const, devices: [], detail: lvDrift }] : [])],
+        drift: [...networkDrift(def, users, observed), ...(lvDrift ? [{ kind: 'libvirt-network' as const, devices: [], detail: lvDrift }] : []), ...notRecorded],
       };
     });
     // vxvirt's devices of networks that are no longer defined, known by the VNI in their device group.

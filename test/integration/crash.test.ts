@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildCrashBundle, crashPointsInSource } from '../support/crash-bundle.ts';
-import { bridgeNic, domainXml, repo, TestHost, type IpLink, type Result } from '../support/netns.ts';
+import { bridgeNic, domainXml, portHookData, repo, TestHost, type IpLink, type Result } from '../support/netns.ts';
 
 const NO_LIBVIRT = { LIBVIRT_DEFAULT_URI: 'qemu:///system?socket=/nonexistent/libvirt-sock' };
 const GROUP_BASE = 0x76000000;
@@ -120,7 +120,8 @@ interface Scenario {
   name: string;
   /** Domains started before the one whose hook is killed. */
   before: Vm[];
-  op: 'prepare' | 'release';
+  /** unplug: the network hook's port-deleted of a NIC hot-plugged (port-created) on mc into the target before. */
+  op: 'prepare' | 'release' | 'unplug';
   target: Vm;
   /** Crash points on this scenario's path: the matrix. The others get one test that they do not fire. */
   reached: string[];
@@ -128,6 +129,11 @@ interface Scenario {
 
 const PREPARE_POINTS = ['prepare:recorded-domain', 'ensure:applied', 'apply:links-done', 'prepare:ensured', 'prepare:recorded-user'];
 const RELEASE_POINTS = ['release:begun', 'release:unrecorded', 'teardown:planned', 'release:torn-down'];
+const UNPLUG_POINTS = ['unplug:begun', 'unplug:unrecorded'];
+const POINTS = { prepare: PREPARE_POINTS, release: RELEASE_POINTS, unplug: [...UNPLUG_POINTS, 'teardown:planned'] };
+const HOTPLUG_MAC = '52:54:00:00:99:01';
+/** The hot-plugged NIC's port on mc (VNI 43), as libvirt hands it to the network hook. */
+const hotplugPort = (v: Vm): string => portHookData('mc', 'vxbr43', v.name, /<uuid>([^<]+)<\/uuid>/.exec(v.xml)![1]!, HOTPLUG_MAC);
 
 const scenarios: Scenario[] = [
   { name: 'first prepare on a network', before: [], op: 'prepare', target: vmA, reached: PREPARE_POINTS },
@@ -139,6 +145,10 @@ const scenarios: Scenario[] = [
   // The first hit of each point is after the first of its two networks: half done.
   { name: 'multi-network prepare', before: [], op: 'prepare', target: vmM, reached: PREPARE_POINTS },
   { name: 'multi-network release', before: [vmM], op: 'release', target: vmM, reached: RELEASE_POINTS },
+  // vm-a (vxbr42) got a NIC on mc hot-plugged, and it is unplugged: its last on mc, so mc's pair goes.
+  { name: 'hot-unplug of the last NIC on a network', before: [vmA], op: 'unplug', target: vmA, reached: POINTS.unplug },
+  // vm-m also has its own NIC on vxbr43 from boot: it stays a user of mc, nothing is journaled or torn down.
+  { name: 'hot-unplug of one of two NICs on a network', before: [vmM], op: 'unplug', target: vmM, reached: [] },
 ];
 
 interface Recovery {
@@ -153,8 +163,9 @@ const recoveries: Recovery[] = [
     // released; a stopped domain is, some time later, started again.
     name: 'same domain, next hook',
     run: (host, s, started) => {
-      if (s.op === 'prepare') {
-        ok(hook(host, s.target, 'release'), 'release after the failed start');
+      if (s.op === 'prepare' || s.op === 'unplug') {
+        // A failed start is released; after an unplug, the domain's next hook is (at the latest) its stop.
+        ok(hook(host, s.target, 'release'), s.op === 'prepare' ? 'release after the failed start' : 'the domain stops');
         return started.filter((v) => v !== s.target);
       }
       ok(hook(host, s.target, 'prepare'), 'the domain starts again');
@@ -180,11 +191,12 @@ const recoveries: Recovery[] = [
 
 const results: string[] = [];
 
-const crash = suite<{ host: TestHost; bundle: string; dir: string }>('crash safety');
+const crash = suite<{ host: TestHost; bundle: string; networkBundle: string; dir: string }>('crash safety');
 
 crash.before((ctx) => {
   ctx.dir = mkdtempSync(join(tmpdir(), 'vxvirt-crash-'));
   ctx.bundle = buildCrashBundle(ctx.dir);
+  ctx.networkBundle = buildCrashBundle(ctx.dir, 'src/network-hook-main.ts', 'network-hook');
   ctx.host = new TestHost('crash');
   const host = ctx.host;
   host.addUnderlay();
@@ -200,29 +212,42 @@ crash.after((ctx) => {
 });
 
 crash('every crash point in src/ is in the matrix', () => {
-  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS].sort());
+  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS, ...UNPLUG_POINTS].sort());
 });
 
-crash('production bundles carry no crash points; the test bundle does', ({ bundle }) => {
-  for (const f of ['dist/hook.js', 'dist/cli.js']) {
+crash('production bundles carry no crash points; the test bundles do', ({ bundle, networkBundle }) => {
+  for (const f of ['dist/hook.js', 'dist/network-hook.js', 'dist/cli.js']) {
     const text = readFileSync(join(repo, f), 'utf8');
     for (const v of ['VXVIRT_CRASH_AT', 'VXVIRT_PAUSE_AT']) assert.not.ok(text.includes(v), `${f} must not read ${v} (npm run build defines VXVIRT_CRASH_POINTS=false)`);
   }
   assert.ok(readFileSync(bundle, 'utf8').includes('VXVIRT_CRASH_AT'), 'the test bundle kills itself on request');
   assert.ok(readFileSync(bundle, 'utf8').includes('VXVIRT_PAUSE_AT'), 'and stops itself on request');
+  assert.ok(readFileSync(networkBundle, 'utf8').includes('VXVIRT_CRASH_AT'), 'the network hook test bundle too');
 });
 
+/** Run the target's hook for the scenario's operation, with env (a crash or pause point). */
+function runTarget(host: TestHost, s: Scenario, bundle: string, networkBundle: string, env: Record<string, string>): Result {
+  if (s.op === 'unplug') {
+    ok(host.networkHook('mc', 'port-created', 'begin', hotplugPort(s.target)), 'the hot-plug (port-created)');
+    return host.exec(process.execPath, [networkBundle, 'mc', 'port-deleted', 'begin', '-'], hotplugPort(s.target), env);
+  }
+  return host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, env);
+}
+
+/** The domains libvirt considers started once the target's hook is through. */
+const startedAfter = (s: Scenario): Vm[] => (s.op === 'prepare' ? [...s.before, s.target] : s.op === 'unplug' ? s.before : s.before.filter((v) => v !== s.target));
+
 for (const s of scenarios) {
-  const points = s.op === 'prepare' ? PREPARE_POINTS : RELEASE_POINTS;
+  const points = POINTS[s.op];
   const offPath = points.filter((p) => !s.reached.includes(p));
   for (const point of s.reached) {
     for (const rec of recoveries) {
-      crash(`${point} | ${s.name} | ${rec.name}`, ({ host, bundle }) => {
+      crash(`${point} | ${s.name} | ${rec.name}`, ({ host, bundle, networkBundle }) => {
         const where = `${point} in ${s.name}, recovered by ${rec.name}`;
         reset(host);
         for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
-        let started = s.op === 'prepare' ? [...s.before, s.target] : s.before.filter((v) => v !== s.target);
-        const killed = host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, { VXVIRT_CRASH_AT: point });
+        let started = startedAfter(s);
+        const killed = runTarget(host, s, bundle, networkBundle, { VXVIRT_CRASH_AT: point });
         assert.is(killed.signal, 'SIGKILL', `${where}: the hook died of SIGKILL (status ${killed.status}, stderr ${killed.stderr})`);
         started = rec.run(host, s, started);
         assertConverged(host, where);
@@ -232,13 +257,13 @@ for (const s of scenarios) {
     }
   }
   if (offPath.length === 0) continue;
-  crash(`${s.name}: ${offPath.join(', ')} are not on its path (the hook runs past them)`, ({ host, bundle }) => {
+  crash(`${s.name}: ${offPath.join(', ')} are not on its path (the hook runs past them)`, ({ host, bundle, networkBundle }) => {
     for (const point of offPath) {
       const where = `${point} in ${s.name}`;
       reset(host);
       for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
-      const started = s.op === 'prepare' ? [...s.before, s.target] : s.before.filter((v) => v !== s.target);
-      ok(host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, { VXVIRT_CRASH_AT: point }), `${where}: the hook runs to the end`);
+      const started = startedAfter(s);
+      ok(runTarget(host, s, bundle, networkBundle, { VXVIRT_CRASH_AT: point }), `${where}: the hook runs to the end`);
       assertConverged(host, where);
       assertAllReleased(host, started, where);
       results.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${'-'.padEnd(26)} not on the path: ran to the end`);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bridgeNic, domainXml, repo, sh, TestHost, type Result } from '../support/netns.ts';
+import { bridgeNic, domainXml, portHookData, repo, sh, TestHost, type Result } from '../support/netns.ts';
 
 const it = suite<{ tmp: string; dir: string }>('install-hook');
 it.before.each((ctx) => {
@@ -15,6 +15,7 @@ it.before.each((ctx) => {
 it.after.each(({ tmp }) => rmSync(tmp, { recursive: true, force: true }));
 
 const HOOK = join(repo, 'hooks/qemu');
+const NETWORK_HOOK = join(repo, 'hooks/network');
 const FOREIGN = '#!/bin/sh\n# an operator\'s own hook\nlogger -t qemu-hook "$@"\nexit 0\n';
 
 /** The CLI as root runs it, with a umask that would make directories 0700. */
@@ -41,9 +42,9 @@ it('an empty directory gets the link as qemu, and a second install changes nothi
   assert.is(readlinkSync(join(dir, 'qemu')), HOOK);
   const inode = lstatSync(join(dir, 'qemu')).ino;
   const again = ok(vxvirt('install-hook', dir));
-  assert.is(again, `vxvirt's hook is already installed: ${dir}/qemu -> ${HOOK}\n`);
+  assert.is(again, `vxvirt's hook is already installed: ${dir}/qemu -> ${HOOK}\nvxvirt's network hook is already installed: ${dir}/network -> ${NETWORK_HOOK}\n`);
   assert.is(lstatSync(join(dir, 'qemu')).ino, inode, 'the link was not even replaced');
-  assert.equal(readdirSync(dir), ['qemu'], 'no temporary files');
+  assert.equal(readdirSync(dir).sort(), ['network', 'qemu'], 'no temporary files');
 });
 
 it('a missing directory is made 0755 whatever the umask', ({ dir }) => {
@@ -84,7 +85,7 @@ it('uninstall removes our qemu link; with nothing of ours it says so and exits 0
   ok(vxvirt('install-hook', dir));
   assert.match(ok(vxvirt('uninstall-hook', dir)), new RegExp(`^removed ${dir}/qemu \\(a link to ${HOOK}\\)\n[\\s\\S]*systemctl restart`));
   assert.equal(readdirSync(dir), []);
-  assert.is(ok(vxvirt('uninstall-hook', dir)), `vxvirt's hook is not installed in ${dir}\n`);
+  assert.is(ok(vxvirt('uninstall-hook', dir)), `vxvirt's hook is not installed in ${dir}\nvxvirt's network hook is not installed in ${dir}\n`);
 });
 
 it('a dangling symlink as qemu is not ours to judge: it stays, through install and uninstall', ({ dir }) => {
@@ -103,7 +104,7 @@ it("a copy of vxvirt's hook (which cannot find its checkout) is replaced by the 
   writeFileSync(join(dir, 'qemu'), readFileSync(HOOK), { mode: 0o755 });
   assert.match(ok(vxvirt('install-hook', dir)), /^replaced .*\/qemu \(a copy of vxvirt's hook\) by a link to /);
   assert.is(readlinkSync(join(dir, 'qemu')), HOOK);
-  assert.equal(readdirSync(dir), ['qemu']);
+  assert.equal(readdirSync(dir).sort(), ['network', 'qemu']);
 });
 
 it('a file of someone else named qemu.d/vxvirt is a conflict: status 7, nothing touched', ({ dir }) => {
@@ -119,6 +120,39 @@ it('a file of someone else named qemu.d/vxvirt is a conflict: status 7, nothing 
   assert.is(mode(join(dir, 'qemu.d')), 0o750);
   assert.is(vxvirt('uninstall-hook', dir).status, 0);
   assert.is(readFileSync(join(dir, 'qemu.d', 'vxvirt'), 'utf8'), FOREIGN);
+});
+
+it("the network hook: linked as network beside qemu; another network hook stays byte for byte and vxvirt's goes to network.d/vxvirt; the restart note comes once, last", ({ dir }) => {
+  mkdirSync(dir);
+  const network = join(dir, 'network');
+  writeFileSync(network, FOREIGN, { mode: 0o755 });
+  const out = ok(vxvirt('install-hook', dir));
+  const lines = out.trimEnd().split('\n');
+  assert.is(lines[0], `installed ${dir}/qemu -> ${HOOK}`);
+  assert.is(lines[1], `installed ${dir}/network.d/vxvirt -> ${NETWORK_HOOK}`);
+  assert.match(lines[2] ?? '', new RegExp(`^${dir}/network is another hook \\(a file\\): left as it is; libvirt >= 6.5 runs ${dir}/network.d/vxvirt after it`));
+  assert.is(lines.filter((l) => /libvirt looks for hooks only/.test(l)).length, 1);
+  assert.equal(lines.slice(-3), ['  systemctl restart libvirtd     # hosts running the monolithic libvirtd', '  systemctl restart virtqemud    # hosts running the modular daemons', '  systemctl restart virtnetworkd # hosts running the modular daemons']);
+  assert.is(readlinkSync(join(dir, 'network.d', 'vxvirt')), NETWORK_HOOK);
+  assert.is(mode(join(dir, 'network.d')), 0o755);
+  ok(vxvirt('uninstall-hook', dir));
+  assert.equal(readdirSync(dir), ['network']);
+  assert.is(readFileSync(network, 'utf8'), FOREIGN);
+});
+
+it('the installed network hook runs as libvirt runs it: port-created makes the pair', ({ dir }) => {
+  ok(vxvirt('install-hook', dir));
+  const host = new TestHost();
+  try {
+    host.addUnderlay();
+    assert.is(host.vxvirt('define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--remote', '192.168.8.101').status, 0);
+    const data = portHookData('tut', 'vxbr42', 'vm1', '00000000-0000-4000-8000-000000000001', '52:54:00:00:00:01');
+    const r = host.exec(join(dir, 'network'), ['tut', 'port-created', 'begin', '-'], data);
+    assert.is(r.status, 0, r.stderr);
+    assert.is(host.link('vxlan42')?.master, 'vxbr42');
+  } finally {
+    host.destroy();
+  }
 });
 
 it('installed in qemu.d, the link runs as libvirt runs it: prepare makes the pair', ({ dir }) => {

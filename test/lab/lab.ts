@@ -531,6 +531,8 @@ export class Host {
     writeFileSync(join(d, 'etc-libvirt', 'qemu.conf'), QEMU_CONF + qemuConfExtra(this));
     const hook = this.lab.options.hook;
     if (hook !== false) symlinkSync(typeof hook === 'string' ? hook : join(REPO, 'hooks', 'qemu'), join(d, 'etc-libvirt', 'hooks', 'qemu'));
+    // vxvirt's network hook (hot-plug, NICs on libvirt networks); not beside another qemu hook (the benchmark's).
+    if (hook === true || hook === undefined) symlinkSync(join(REPO, 'hooks', 'network'), join(d, 'etc-libvirt', 'hooks', 'network'));
 
     const ns = this.netns;
     const sh = async (cmd: string[]) => run(cmd, { check: true });
@@ -748,6 +750,8 @@ export interface GuestSpec {
   /** Instead of the bridge: `<interface type='network'><source network=…/>` (a libvirt network). */
   network?: string;
   mac?: string;
+  /** A second NIC (eth1, `vx.addr1`), after the first: on a bridge, or on a libvirt network (neither: only the address, for a NIC hot-plugged later). */
+  second?: { addr: string; bridge?: string; network?: string; mac?: string };
   mtu?: number;
   pingSize?: number;
   interval?: number;
@@ -796,6 +800,7 @@ export class Guest {
       'loglevel=4',
       'panic=-1',
       `vx.addr=${s.addr}`,
+      s.second ? `vx.addr1=${s.second.addr}` : '',
       s.peers?.length ? `vx.peers=${s.peers.join(',')}` : '',
       s.mtu ? `vx.mtu=${s.mtu}` : '',
       s.pingSize ? `vx.ping_size=${s.pingSize}` : '',
@@ -817,10 +822,23 @@ export class Guest {
       BRIDGE: this.spec.bridge,
       MAC: this.mac,
     });
-    if (!this.spec.network) return xml;
+    const withSecond = this.spec.second?.bridge || this.spec.second?.network ? xml.replace('</interface>', `</interface>\n    ${this.secondNicXml()}`) : xml;
+    if (!this.spec.network) return withSecond;
     const nic = /<interface type='bridge'>([\s\S]*?)<source bridge='[^']*'\/>/;
     if (!nic.test(xml)) throw new Error(`${TEMPLATE}: no <interface type='bridge'> with <source bridge=…/> to turn into a network NIC`);
-    return xml.replace(nic, (_m, between: string) => `<interface type='network'>${between}<source network='${xmlEscape(this.spec.network!)}'/>`);
+    return withSecond.replace(nic, (_m, between: string) => `<interface type='network'>${between}<source network='${xmlEscape(this.spec.network!)}'/>`);
+  }
+
+  /** The second NIC's MAC: given, or derived like the first's. */
+  get mac1(): string {
+    const h = createHash('sha256').update(`${this.host.lab.id}/${this.host.name}/${this.name}/eth1`).digest();
+    return this.spec.second?.mac ?? `52:54:00:${[h[0], h[1], h[2]].map((b) => b!.toString(16).padStart(2, '0')).join(':')}`;
+  }
+
+  private secondNicXml(): string {
+    const s = this.spec.second!;
+    const source = s.network ? `<source network='${xmlEscape(s.network)}'/>` : `<source bridge='${xmlEscape(s.bridge ?? '')}'/>`;
+    return `<interface type='${s.network ? 'network' : 'bridge'}'><mac address='${this.mac1}'/>${source}<model type='virtio'/></interface>`;
   }
 
   async define(): Promise<RunResult> {

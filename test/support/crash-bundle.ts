@@ -14,16 +14,16 @@ export function crashPointsInSource(): string[] {
   return [...new Set(r.stdout.split('\n').filter(Boolean).map((l) => /'([^']+)'/.exec(l)![1]!))].sort();
 }
 
-/** Build the bundle into `dir`; returns its path. */
-export function buildCrashBundle(dir: string): string {
+/** Build the bundle of `entry` (the qemu hook's by default) into `dir` as NAME.mjs; returns its path. */
+export function buildCrashBundle(dir: string, entry = 'src/hook-main.ts', name = 'hook'): string {
   const build = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build;
   const banner = /--banner:js="((?:[^"\\]|\\.)*)"/.exec(build)?.[1]?.replace(/\\(.)/g, '$1');
   assert.ok(banner, 'the banner of package.json\'s build script');
   // .mjs: outside the repository no package.json says "type": "module".
-  const out = join(dir, 'hook.mjs');
+  const out = join(dir, `${name}.mjs`);
   const r = spawnSync(
     join(repo, 'node_modules/.bin/esbuild'),
-    ['src/hook-main.ts', '--bundle', '--platform=node', '--target=node20', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
+    [entry, '--bundle', '--platform=node', '--target=node20', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
     { cwd: repo, encoding: 'utf8' },
   );
   assert.is(r.status, 0, `esbuild: ${r.stderr}`);

@@ -139,6 +139,10 @@ export class FakeHost {
         if (record) this.releasing.set(key, record);
         return structuredClone(record);
       },
+      beginPartialRelease: (key, record) => {
+        if (!this.lockHeld) throw new Error('release journaled without the host lock');
+        this.releasing.set(key, structuredClone(record));
+      },
       pendingReleases: () => [...this.releasing].map(([key, record]) => ({ key, record: structuredClone(record) })),
       endRelease: (key) => void this.releasing.delete(key),
       withHostLock: async (_holder, fn) => {

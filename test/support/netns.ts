@@ -37,6 +37,8 @@ export class TestHost {
   readonly ns: string;
   readonly dir: string;
   readonly hookPath: string;
+  /** libvirt's network hook, /etc/libvirt/hooks/network, also a symlink. */
+  readonly networkHookPath: string;
 
   /** `parent`: where its config and state dirs go (the system's temp dir unless a test hides that). */
   constructor(label = 'h', parent = tmpdir()) {
@@ -45,6 +47,8 @@ export class TestHost {
     // libvirt runs /etc/libvirt/hooks/qemu, which operators make a symlink.
     this.hookPath = join(this.dir, 'qemu');
     symlinkSync(join(repo, 'hooks/qemu'), this.hookPath);
+    this.networkHookPath = join(this.dir, 'network');
+    symlinkSync(join(repo, 'hooks/network'), this.networkHookPath);
     must('ip', ['netns', 'add', this.ns]);
     this.ip('link', 'set', 'lo', 'up');
   }
@@ -71,6 +75,11 @@ export class TestHost {
   /** Run the hook as libvirt does: `qemu DOMAIN OP SUBOP EXTRA`, XML on stdin, libvirt's environment. */
   hook(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Result {
     return this.exec(this.hookPath, [domain, op, subop, '-'], xml, extraEnv);
+  }
+
+  /** Run the network hook as libvirt does: `network NET OP SUBOP -`, <hookData> on stdin, libvirt's environment. */
+  networkHook(network: string, op: string, subop: string, hookData: string, extraEnv: Record<string, string> = {}): Result {
+    return this.exec(this.networkHookPath, [network, op, subop, '-'], hookData, extraEnv);
   }
 
   /** The hook without waiting for it, as libvirtd runs it for two domains at once. */
@@ -136,3 +145,27 @@ export const bridgeNic = (bridge: string, mac = '52:54:00:12:34:56') =>
   `    <interface type='bridge'>\n      <mac address='${mac}'/>\n      <source bridge='${bridge}'/>\n      <model type='virtio'/>\n    </interface>`;
 
 export const networkNic = (network: string) => `    <interface type='network'>\n      <source network='${network}'/>\n      <model type='virtio'/>\n    </interface>`;
+
+/** A MAC'd NIC on a libvirt network, as in a domain's definition. */
+export const macNetworkNic = (network: string, mac: string) =>
+  `    <interface type='network'>\n      <mac address='${mac}'/>\n      <source network='${network}'/>\n      <model type='virtio'/>\n    </interface>`;
+
+/** What libvirt hands its network hook for port-created / port-deleted of a forward-bridge network's port. */
+export const portHookData = (network: string, bridge: string, owner: string, ownerUuid: string, mac: string) => `<hookData>
+  <network>
+    <name>${network}</name>
+    <uuid>4b5d1c1e-7a0f-4cfe-8c2e-0123456789ab</uuid>
+    <forward mode='bridge'/>
+    <bridge name='${bridge}'/>
+  </network>
+  <networkport>
+    <uuid>0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0</uuid>
+    <owner>
+      <name>${owner}</name>
+      <uuid>${ownerUuid}</uuid>
+    </owner>
+    <mac address='${mac}'/>
+    <plug type='bridge' bridge='${bridge}' macTableManager='kernel'/>
+  </networkport>
+</hookData>
+`;

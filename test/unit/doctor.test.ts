@@ -333,4 +333,33 @@ test('the text form: one line per finding, a hint line under each problem', () =
   assert.is(text, 'OK    flock: flock from util-linux 2.38.1\nFAIL  network tut: underlay device ens9 does not exist\n      hint: check the name\n');
 });
 
+test('the network hook: installed is OK; missing is a warning with the install hint; a copy fails', () => {
+  const netDir = (over: Partial<HooksDir> = {}): HooksDir => hooksDir({ kind: 'network', main: { kind: 'vxvirt', link: '/opt/vxvirt/hooks/network', current: true }, ...over });
+  const withNet = (state: HooksDir, exists = true) =>
+    with_((f) => {
+      f.hook.network = { state, executable: true, bundle: { checkout: '/opt/vxvirt', path: '/opt/vxvirt/dist/network-hook.js', exists } };
+    });
+  assert.equal(problems(diagnose(withNet(netDir()))), []);
+  assert.ok(diagnose(withNet(netDir())).some((f) => f.subject === 'network hook' && f.level === 'OK' && f.message === '/etc/libvirt/hooks/network -> /opt/vxvirt/hooks/network'));
+  const missing = only(withNet(netDir({ main: { kind: 'absent' } })));
+  assert.equal([missing.level, missing.subject], ['WARN', 'network hook']);
+  assert.match(missing.message, /not installed in \/etc\/libvirt\/hooks: NICs hot-plugged with virsh onto a vxvirt network are not recorded/);
+  assert.match(missing.hint ?? '', /^vxvirt install-hook, then restart libvirtd \(or virtnetworkd\)$/);
+  const beside = only(withNet(netDir({ main: { kind: 'other', what: 'a file' } })));
+  assert.match(beside.message, /\/etc\/libvirt\/hooks\/network is another hook: a file; vxvirt's goes to \/etc\/libvirt\/hooks\/network.d\/vxvirt/);
+  const copy = only(withNet(netDir({ main: { kind: 'vxvirt', current: false } })));
+  assert.equal([copy.level, copy.subject], ['FAIL', 'network hook']);
+  const noBundle = only(withNet(netDir(), false));
+  assert.equal([noBundle.level, noBundle.subject], ['FAIL', 'network hook bundle']);
+});
+
+test('running guests on a vxvirt bridge that are not recorded: a WARN naming each, with reconcile as the fix', () => {
+  const w = only(with_((f) => (f.unrecorded = [{ network: 'tut', bridge: 'vxbr42', domain: 'plain', uuid: 'u' }])));
+  assert.equal([w.level, w.subject], ['WARN', 'guests']);
+  assert.match(w.message, /^plain runs on vxbr42 \(network tut\) but is not recorded as a user/);
+  assert.match(w.hint ?? '', /^vxvirt reconcile records it/);
+  assert.equal(problems(diagnose(with_((f) => (f.unrecorded = [])))), []);
+  assert.ok(diagnose(with_((f) => (f.unrecorded = { error: 'libvirt bindings not installed' }))).some((f) => f.subject === 'guests' && f.level === 'OK' && /not checked/.test(f.message)));
+});
+
 test.run();

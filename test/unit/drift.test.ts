@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { networkDrift, orphanPairs, ownedVni } from '../../src/drift.ts';
+import { networkDrift, orphanPairs, ownedVni, unrecordedGuests } from '../../src/drift.ts';
 import { validateDefinition } from '../../src/network-definition.ts';
 import { desiredVxlan, ownerGroup, type Link, type Observed } from '../../src/plan.ts';
 
@@ -54,6 +54,23 @@ test('orphans: vxvirt groups without a definition, named by alias; foreign devic
   );
   assert.equal(orphanPairs([tut], o), [{ vni: 43, name: 'old', devices: ['vxbr43', 'vxlan43'], ports: ['vnet0'] }]);
   assert.equal([ownedVni(bridge()), ownedVni(underlay), ownedVni({ ...underlay, group: ownerGroup(0) })], [42, undefined, undefined]);
+});
+
+test('running guests on a vxvirt network that are not its users: by bridge or by libvirt network, each once', () => {
+  const mc = validateDefinition({ name: 'mc', vni: 43, dev: 'ens47f1', group: '239.1.1.1' });
+  const users: Record<string, Record<string, { name: string; since: string }>> = { tut: { 'UUID-A': { name: 'a', since: '' } } };
+  const active = [
+    // Recorded (the key's case does not matter), on vxbr42.
+    { uuid: 'uuid-a', name: 'a', bridges: ['vxbr42'], networks: [] },
+    // A type='bridge' hot-plug onto vxbr42 and a NIC on the libvirt network mc: neither recorded.
+    { uuid: 'uuid-p', name: 'plain', bridges: ['virbr0', 'vxbr42', 'vxbr42'], networks: ['mc'] },
+    // Not on a vxvirt network.
+    { uuid: 'uuid-o', name: 'other', bridges: ['virbr0'], networks: ['default'] },
+  ];
+  assert.equal(unrecordedGuests([tut, mc], (n) => users[n] ?? {}, active), [
+    { network: 'mc', bridge: 'vxbr43', domain: 'plain', uuid: 'uuid-p' },
+    { network: 'tut', bridge: 'vxbr42', domain: 'plain', uuid: 'uuid-p' },
+  ]);
 });
 
 test.run();
