@@ -93,7 +93,7 @@ test('the bundled CLI without the bindings: attach goes through virsh, check say
   writeFileSync(join(pkg, 'dist/cli.js'), readFileSync(cli));
   for (const t of ['interface.xml', 'network.xml']) writeFileSync(join(pkg, 'templates', t), readFileSync(join(REPO, 'templates', t)));
   mkdirSync(join(pkg, 'hooks'), { recursive: true });
-  writeFileSync(join(pkg, 'hooks/qemu'), readFileSync(join(REPO, 'hooks/qemu')), { mode: 0o755 });
+  for (const h of ['qemu', 'network']) writeFileSync(join(pkg, 'hooks', h), readFileSync(join(REPO, 'hooks', h)), { mode: 0o755 });
   const cfg = join(tmp, 'cfg');
   mkdirSync(join(cfg, 'networks'), { recursive: true });
   writeFileSync(join(cfg, 'networks/lab.json'), JSON.stringify({ version: 1, ...lab }));
