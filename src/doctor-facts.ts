@@ -20,19 +20,22 @@ import { activeDomainFacts } from './reconcile.ts';
 import * as store from './store.ts';
 import { readSysctl } from './sysctl.ts';
 
-/** A command as libvirt's hooks find it: on libvirt's fixed PATH, not the caller's. */
-function onHookPath(cmd: string): string | undefined {
-  for (const dir of LIBVIRT_HOOK_PATH.split(':')) {
-    const path = join(dir, cmd);
+/** The first executable file `cmd` in the directories of `path` (a PATH-style list). */
+function findOnPath(cmd: string, path: string): string | undefined {
+  for (const dir of path.split(':').filter(Boolean)) {
+    const file = join(dir, cmd);
     try {
-      accessSync(path, constants.X_OK);
-      if (statSync(path).isFile()) return path;
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
     } catch {
       // not in this directory
     }
   }
   return undefined;
 }
+
+/** A command as libvirt's hooks find it: on libvirt's fixed PATH, not the caller's. */
+const onHookPath = (cmd: string): string | undefined => findOnPath(cmd, LIBVIRT_HOOK_PATH);
 
 const firstLine = (s: string | null | undefined): string => (s ?? '').trim().split('\n')[0] ?? '';
 
@@ -160,18 +163,7 @@ function igmpFacts(defs: readonly NetworkDefinition[]): Facts['igmpMaxMembership
 }
 
 /** A command on the caller's PATH (vxvirt's CLI runs virsh from there, not from the hook's PATH). */
-function onPath(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
-    const path = join(dir, cmd);
-    try {
-      accessSync(path, constants.X_OK);
-      if (statSync(path).isFile()) return path;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
+const onPath = (cmd: string): string | undefined => findOnPath(cmd, process.env.PATH ?? '');
 
 async function libvirtFacts(): Promise<LibvirtAccessFacts> {
   let access: LibvirtAccessFacts['access'];

@@ -13,6 +13,7 @@ import { isLiveXml } from '../../src/libvirt/backend.ts';
 import { describeAccess, parseSetting } from '../../src/libvirt/choice.ts';
 import { virshBackend } from '../../src/libvirt/virsh.ts';
 import { classifyVirshError, domainNameOf, parseDomainInfo, parseDomainList, parseNameList } from '../../src/libvirt/virsh-output.ts';
+import { withPath } from '../support/path.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vxvirt-virsh-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -116,15 +117,6 @@ esac
   return { dir, calls: () => readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n') };
 }
 
-async function withPath<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const saved = process.env.PATH;
-  process.env.PATH = `${dir}:${saved}`;
-  try {
-    return await fn();
-  } finally {
-    process.env.PATH = saved;
-  }
-}
 
 test('listActiveDomains: a domain that stopped (inactive XML) or went away (transient) while being read is left out', async () => {
   const v = fakeVirsh({

@@ -17,6 +17,7 @@ import * as lv from '../../src/libvirt/index.ts';
 import { loadBindings } from '../../src/libvirt/bindings.ts';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
 import { needs } from '../support/require.ts';
+import { withPath } from '../support/path.ts';
 
 const REPO = new URL('../..', import.meta.url).pathname;
 const lab = validateDefinition({ name: 'lab', vni: 100, dev: 'eth0', remotes: ['10.0.0.2'] });
@@ -152,15 +153,6 @@ esac
   return { dir, calls: () => readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n').map((l) => l.replace(/^-q -c \S+ /, '').replace(/^(\S+) --network /, '$1 ')) };
 }
 
-async function withPath<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const saved = process.env.PATH;
-  process.env.PATH = `${dir}:${saved}`;
-  try {
-    return await fn();
-  } finally {
-    process.env.PATH = saved;
-  }
-}
 
 const info = (active: boolean, autostart: boolean) => `Name: lab\nActive:         ${active ? 'yes' : 'no'}\nAutostart:      ${autostart ? 'yes' : 'no'}\n`;
 const dump = (bridge: string, connections = 0) =>
