@@ -71,11 +71,24 @@ function processState(pid: number): string | undefined {
   }
 }
 
-/** How many processes are blocked waiting for a flock on the file with this inode (`->` lines of /proc/locks). */
-function lockWaiters(inode: number): number {
-  return readFileSync('/proc/locks', 'utf8')
-    .split('\n')
-    .filter((l) => l.includes('->') && l.split(/\s+/).some((f) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(f) && Number(f.split(':')[2]) === inode)).length;
+/**
+ * Whether `pid` has a flock(1) child: the hook takes the host lock by handing
+ * its lock file to flock(1), which lives only while it waits for the lock (a
+ * free lock is taken at once). Read from /proc/PID/stat rather than
+ * /proc/locks, which inside a PID namespace leaves out a lock whose taker
+ * (that flock(1)) has exited, and with it the processes waiting for it.
+ */
+function waitsInFlock(pid: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const m = /^\d+ \((.*)\) \S (\d+)/.exec(readFileSync(`/proc/${entry}/stat`, 'utf8'));
+      if (m && m[1] === 'flock' && Number(m[2]) === pid) return true;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false;
 }
 
 async function waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -97,13 +110,12 @@ it("the Neutron race cannot happen: A's release, stopped after it found the pair
   try {
     await waitFor(() => processState(a.pid) === 'T' || a.exited, 30_000, "A's release to reach teardown:planned");
     assert.not.ok(a.exited, `A's release ran past teardown:planned without stopping: ${a.stderr}`);
-    b = hookAsync(host, 2, 'prepare', 'begin');
-    let bDone = false;
-    void b.then(() => (bDone = true));
+    // B runs the same code as A (the test bundle, no pause point asked): its pid is node's.
+    const bRun = runBundle(host, bundle, 2, 'prepare', 'begin', {});
+    b = bRun.done;
     // B either finishes (no lock kept it out) or blocks on the lock file.
-    const lock = join(host.env.VXVIRT_STATE_DIR, 'lock');
-    await waitFor(() => bDone || (existsSync(lock) && lockWaiters(statSync(lock).ino) > 0), 30_000, "B's prepare to finish or wait for the host lock");
-    const finishedWhileStopped = bDone;
+    await waitFor(() => bRun.exited || waitsInFlock(bRun.pid), 30_000, "B's prepare to finish or wait for the host lock");
+    const finishedWhileStopped = bRun.exited;
     process.kill(a.pid, 'SIGCONT');
     const [release, prepare] = await Promise.all([a.done, b]);
     assert.is(release.status, 0, release.stderr);
