@@ -8,6 +8,7 @@ import { validateDefinition } from '../../src/network-definition.ts';
 import { runNetworkHook } from '../../src/network-hook.ts';
 import { readNetworkPort } from '../../src/network-port.ts';
 import { FakeHost } from '../support/fake-kernel.ts';
+import { portHookData } from '../support/netns.ts';
 
 const net42 = validateDefinition({ name: 'net42', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] });
 const net43 = validateDefinition({ name: 'net43', vni: 43, dev: 'ens47f1', remotes: ['192.168.8.101'] });
@@ -19,23 +20,7 @@ const M1 = '52:54:00:00:00:11';
 const M2 = '52:54:00:00:00:12';
 
 /** <hookData> as libvirt 9.0 writes it for a port of a forward-bridge network. */
-const hookData = (network: string, vni: number, mac: string, owner = 'vm1', uuid = UUID) => `<hookData>
-  <network>
-    <name>${network}</name>
-    <uuid>11111111-2222-3333-4444-555555555555</uuid>
-    <forward mode='bridge'/>
-    <bridge name='vxbr${vni}'/>
-  </network>
-  <networkport>
-    <uuid>99999999-2222-3333-4444-555555555555</uuid>
-    <owner>
-      <name>${owner}</name>
-      <uuid>${uuid}</uuid>
-    </owner>
-    <mac address='${mac}'/>
-    <plug type='bridge' bridge='vxbr${vni}' macTableManager='kernel'/>
-  </networkport>
-</hookData>`;
+const hookData = (network: string, vni: number, mac: string, owner = 'vm1', uuid = UUID) => portHookData(network, `vxbr${vni}`, owner, uuid, mac);
 
 const nic = (kind: 'bridge' | 'network', source: string, mac?: string) =>
   `<interface type='${kind}'>${mac ? `<mac address='${mac}'/>` : ''}<source ${kind}='${source}'/></interface>`;
