@@ -103,6 +103,7 @@ export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?
   const query: ObserveQuery = {
     devices: [def.dev, ...pairOf(def.vni)],
     fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
+    neighOf: floodingMode(def) === 'evpn' ? [bridgeName(def.vni)] : [],
   };
   let lastError: unknown;
   let changed: Step[] = [];
@@ -525,6 +526,7 @@ export async function updateLiveNetwork(def: NetworkDefinition, fx: Effects = re
   const observed = await fx.observe({
     devices: [def.dev, ...pairOf(def.vni)],
     fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
+    neighOf: floodingMode(def) === 'evpn' ? [bridgeName(def.vni)] : [],
   });
   if (ownedDevices(def.vni, observed).length === 0 && !hasUsers(fx.readUsers(def.name))) return undefined;
   const steps = planEnsure(def, observed);
