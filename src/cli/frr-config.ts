@@ -23,7 +23,7 @@ export const frrConfigCommand: CommandModule<object, Args> = {
   builder: (y: Argv) =>
     y
       .option('asn', { type: 'string', describe: 'the AS number every host of the fabric shares (iBGP), 1..4294967295' })
-      .option('local', { type: 'string', describe: "this host's underlay address, BGP's source (default: the evpn networks' --local)" })
+      .option('local', { type: 'string', describe: "this host's underlay address, BGP's source (default: the evpn networks' --local, else their underlay's address)" })
       .option('router-id', { type: 'string', describe: 'BGP router ID, an IPv4 address (default: --local, when it is IPv4)' })
       .option('neighbor', { type: 'string', describe: "full mesh: another host's underlay address, repeated (this host's own addresses are left out)" })
       .option('route-reflector', { type: 'string', describe: 'a client: the route reflector(s) to peer with, instead of --neighbor' })
@@ -33,7 +33,7 @@ export const frrConfigCommand: CommandModule<object, Args> = {
       .example('$0 frr-config --asn 65000 --local 192.168.8.1 --reflector-for 192.168.8.0/24', "the route reflector's own part") as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const evpn = store.loadDefinitions().defs.filter((d) => floodingMode(d) === 'evpn');
-    const own = (await iproute.readAddresses()).map((a) => a.address);
+    const own = await iproute.readAddresses();
     const config = frrConfig(
       {
         asn: single('asn', argv.asn),
