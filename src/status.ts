@@ -4,12 +4,12 @@
 // host through Effects, libvirt through the Libvirt record, both replaceable
 // by fakes — and works without libvirt (it then cannot tell unrecorded
 // guests or libvirt networks). src/cli/networks.ts prints the result.
-import { oneLine } from './errors.ts';
 import { guestPorts, networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from './drift.ts';
 import type { Libvirt } from './libvirt/index.ts';
 import type { Effects } from './lifecycle.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned, type Observed } from './plan.ts';
+import { askLibvirtNetworks } from './reconcile-run.ts';
 import { activeDomainFacts, libvirtNetworkDrift, type ActiveDomainFacts, type LibvirtNetworkFacts } from './reconcile.ts';
 import type { LoadedDefinitions } from './store.ts';
 import type { Users } from './users.ts';
@@ -80,14 +80,6 @@ function libvirtNetworkStatus(wanted: boolean | null, name: string, facts: Libvi
     bridge: n?.vni !== undefined ? bridgeName(n.vni) : null,
     connections: n?.connections ?? 0,
   };
-}
-
-async function askLibvirtNetworks(lv: Libvirt): Promise<LibvirtNetworkFacts> {
-  try {
-    return { reachable: true, networks: await lv.listNetworks() };
-  } catch (err) {
-    return { reachable: false, reason: oneLine(err) };
-  }
 }
 
 /** The running domains and their networks, if libvirt answers. */
