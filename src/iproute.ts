@@ -5,8 +5,8 @@
 //
 // The hook talks to one `ip -batch -` process for its whole run (IpSession):
 // ip executes each line as it arrives and flushes its output, so every read
-// and change is a pipe round trip instead of a process start (each start
-// costs ~5 ms here, several times a whole netlink request). The hook starts
+// and change is a pipe round trip instead of a process start (a start costs
+// several times a whole netlink request: BENCHMARKS.md). The hook starts
 // the session before it reads its stdin, so ip's start-up overlaps node's work.
 //
 // It uses node:child_process rather than execa: this module is on the hook's

@@ -16,9 +16,10 @@
 // stop releases it. The hook never calls back into libvirt and writes
 // nothing on stdout.
 import { formatError } from './errors.ts';
-import type { HookDeps, HookIo } from './hook.ts';
+import { networkOf } from './domain-xml.ts';
+import { storedDefinitions, type HookDeps, type HookIo } from './hook.ts';
 import { ensureForDomain, realEffects, unplugNic } from './lifecycle.ts';
-import type { NetworkDefinition } from './network-definition.ts';
+import { vniOfBridge, type NetworkDefinition } from './network-definition.ts';
 import { readNetworkPort, type NetworkPort } from './network-port.ts';
 import * as store from './store.ts';
 
@@ -30,26 +31,13 @@ const realDeps: NetworkHookDeps = {
   effects: realEffects,
 };
 
-const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
-
-const vniOfBridge = (bridge: string | undefined): number | undefined => {
-  const m = bridge !== undefined ? VXVIRT_BRIDGE.exec(bridge) : null;
-  return m ? Number(m[1]) : undefined;
-};
-
 /**
  * The vxvirt network a port is on: by its bridge vxbrN (the VNI index), else
  * by the libvirt network's name. A vxbrN no readable definition explains
  * fails with the unreadable definitions' error, as for the qemu hook.
  */
 export function definitionForPort(port: NetworkPort, deps: Pick<NetworkHookDeps, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition | undefined {
-  const vni = vniOfBridge(port.bridge);
-  if (vni !== undefined) {
-    const lookup = deps.findDefinitionByVni(vni);
-    if (lookup.def) return lookup.def;
-    if (lookup.broken[0]) throw lookup.broken[0].error;
-  }
-  return deps.findDefinition(port.network);
+  return networkOf(port, storedDefinitions(deps));
 }
 
 /**

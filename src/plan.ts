@@ -6,6 +6,7 @@ import {
   bridgeName,
   floodingMode,
   overlayMtu,
+  VNI_MAX,
   vxlanName,
   type NetworkDefinition,
 } from './network-definition.ts';
@@ -64,6 +65,28 @@ const ownerAlias = (def: NetworkDefinition): string => `vxvirt:${def.name}`;
 
 export function isOwned(link: Link | undefined, vni: number): boolean {
   return link !== undefined && link.group === ownerGroup(vni);
+}
+
+/** The VNI whose ownership group a device is in, if it is one of vxvirt's. */
+export function ownedVni(link: Link): number | undefined {
+  const vni = link.group - GROUP_BASE;
+  return vni >= 1 && vni <= VNI_MAX ? vni : undefined;
+}
+
+/** The devices of group 0x76000000+VNI (vxvirt's for that VNI, whatever their names) among the observed ones, by name. */
+export function groupDevices(vni: number, observed: Observed): string[] {
+  return [...observed.links.values()]
+    .filter((l) => isOwned(l, vni))
+    .map((l) => l.name)
+    .sort();
+}
+
+/** The ports of vxbrN other than vxlanN: guests' taps, or something vxvirt does not know. */
+export function guestPorts(vni: number, observed: Observed): string[] {
+  return [...observed.links.values()]
+    .filter((l) => l.master === bridgeName(vni) && l.name !== vxlanName(vni))
+    .map((l) => l.name)
+    .sort();
 }
 
 /** The vxlan attributes a definition asks for, as the kernel reports them. */
@@ -162,8 +185,8 @@ export interface TeardownPlan {
   kept?: string;
 }
 
-/** The names of the devices of VNI `vni`'s pair that exist and are vxvirt's. */
-export function ownedDevices(vni: number, observed: Observed): string[] {
+/** The names of the devices of VNI `vni`'s pair (vxbrN, vxlanN) that exist and are vxvirt's. */
+export function ownedPairDevices(vni: number, observed: Observed): string[] {
   return [bridgeName(vni), vxlanName(vni)].filter((name) => isOwned(observed.links.get(name), vni));
 }
 
@@ -176,12 +199,9 @@ export function ownedDevices(vni: number, observed: Observed): string[] {
 export function planTeardown(vni: number, observed: Observed): TeardownPlan {
   const br = bridgeName(vni);
   const vx = vxlanName(vni);
-  if (ownedDevices(vni, observed).length === 0) return { steps: [] };
+  if (ownedPairDevices(vni, observed).length === 0) return { steps: [] };
   if (isOwned(observed.links.get(br), vni)) {
-    const foreign = [...observed.links.values()]
-      .filter((l) => l.master === br && l.name !== vx)
-      .map((l) => l.name)
-      .sort();
+    const foreign = guestPorts(vni, observed);
     if (foreign.length > 0) {
       return { steps: [], kept: `bridge ${br} still has ports ${foreign.join(', ')}; leaving ${br} and ${vx} in place` };
     }

@@ -1,13 +1,13 @@
 // undefine-network, list-networks, status.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { DefinitionError, LibvirtUnreachableError, oneLine, warn } from '../errors.ts';
-import { guestPorts, networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from '../drift.ts';
+import { networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from '../drift.ts';
 import * as iproute from '../iproute.ts';
 import { removeUnusedPairs } from '../lifecycle.ts';
 import { listActiveDomains, listLibvirtNetworks, undefineLibvirtNetwork } from '../libvirt/index.ts';
 import { activeDomainFacts, libvirtNetworkDrift, type ActiveDomainFacts, type LibvirtNetworkFacts, type LibvirtNetworkView } from '../reconcile.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
-import { isOwned, type Observed } from '../plan.ts';
+import { guestPorts, isOwned, type Observed } from '../plan.ts';
 import * as store from '../store.ts';
 import { hasUsers, userNames, type Users } from '../users.ts';
 import { printJson, table } from './output.ts';

@@ -4,12 +4,12 @@
 // so no hook's prepare or release interleaves. Changes a live vxlan device
 // cannot take are refused while the network is in use (see redefine.ts).
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError, VxvirtError, warn } from '../errors.ts';
+import { DefinitionError, VxvirtError, warn, withMessage } from '../errors.ts';
 import * as iproute from '../iproute.ts';
 import { updateLiveNetwork } from '../lifecycle.ts';
 import { logChange } from '../log.ts';
 import { bridgeName, floodingMode, overlayMtu, validateDefinition, vxlanName, type NetworkDefinition } from '../network-definition.ts';
-import { ownedDevices, type Step } from '../plan.ts';
+import { ownedPairDevices, type Step } from '../plan.ts';
 import { describeChange, planRedefine, refusalMessage, vniMessage, type RedefinePlan } from '../redefine.ts';
 import * as store from '../store.ts';
 import { hasUsers, userNames } from '../users.ts';
@@ -32,14 +32,14 @@ interface Outcome {
 async function usage(def: NetworkDefinition): Promise<string | undefined> {
   const users = store.readUsers(def.name);
   if (hasUsers(users)) return `by ${userNames(users).join(', ')}`;
-  const present = ownedDevices(def.vni, await iproute.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] }));
+  const present = ownedPairDevices(def.vni, await iproute.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] }));
   return present.length > 0 ? `its devices ${present.join(', ')} exist` : undefined;
 }
 
 /** The same error, with `suffix` added to its message. */
 function withSuffix(err: unknown, suffix: string): unknown {
   if (!(err instanceof VxvirtError)) return err;
-  return new (err.constructor as new (m: string) => VxvirtError)(`${err.message}${suffix}`);
+  return withMessage(err, `${err.message}${suffix}`);
 }
 
 /**
