@@ -1,13 +1,11 @@
 // FRR, the control plane of evpn networks: the BGP EVPN configuration
 // `vxvirt frr-config` prints (from templates/frr-bgp-evpn.conf), and what
-// `vxvirt check` makes of FRR's answers (`vtysh -c '… json'`). Pure except
-// for reading the template once (like generator.ts): the host's addresses
-// and vtysh's output come in as values (read by cli/frr-config.ts and
-// doctor-facts.ts).
+// `vxvirt check` makes of FRR's answers (`vtysh -c '… json'`). Pure: the
+// template's text (templates.ts reads it), the host's addresses and vtysh's
+// output come in as values (read by cli/frr-config.ts and check-facts.ts).
 //
 // vxvirt never configures a running FRR itself: an operator puts the printed
 // part in frr.conf and reloads FRR when they choose.
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DefinitionError, UsageError } from './errors.ts';
 import { shown, type NetworkDefinition } from './network-definition.ts';
@@ -137,11 +135,6 @@ export function frrConfig(input: FrrConfigInput, evpnDefs: readonly NetworkDefin
   const config: FrrConfig = { asn, routerId, neighbors: kept, listenRanges, reflector: listenRanges.length > 0, client: reflectors.length > 0, skipped };
   if (updateSource !== undefined) config.updateSource = updateSource;
   return config;
-}
-
-/** templates/frr-bgp-evpn.conf, from the package's templates/ directory (next to src/ and dist/). */
-export function readFrrTemplate(): string {
-  return readFileSync(new URL('../templates/frr-bgp-evpn.conf', import.meta.url), 'utf8');
 }
 
 /**

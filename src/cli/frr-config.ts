@@ -2,8 +2,9 @@
 // reads the evpn definitions and this host's addresses, and changes nothing:
 // loading it into FRR is the operator's step.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { frrConfig, readFrrTemplate, renderFrrConfig } from '../frr.ts';
-import * as iproute from '../iproute.ts';
+import { frrConfig, renderFrrConfig } from '../frr.ts';
+import { readFrrTemplate } from '../templates.ts';
+import { readAddresses } from '../check-facts.ts';
 import { floodingMode } from '../network-definition.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
@@ -33,7 +34,7 @@ export const frrConfigCommand: CommandModule<object, Args> = {
       .example('$0 frr-config --asn 65000 --local 192.168.8.1 --reflector-for 192.168.8.0/24', "the route reflector's own part") as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const evpn = store.loadDefinitions().defs.filter((d) => floodingMode(d) === 'evpn');
-    const own = await iproute.readAddresses();
+    const own = await readAddresses();
     const config = frrConfig(
       {
         asn: single('asn', argv.asn),

@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert';
 import { networkDrift } from '../../src/drift.ts';
 import { DefinitionError } from '../../src/errors.ts';
 import { floodingMode, overlayMtu, parseStoredDefinition, serializeDefinition, validateDefinition, type DefinitionInput } from '../../src/network-definition.ts';
-import { desiredVxlan, ownerGroup, planEnsure, renderBridgeBatch, renderIpBatch, type Link, type Observed } from '../../src/plan.ts';
+import { renderBridgeBatch, renderIpBatch } from '../../src/iproute.ts';
+import { desiredVxlan, ownerGroup, planEnsure, type Link, type Observed } from '../../src/plan.ts';
 import { planRedefine } from '../../src/redefine.ts';
 
 const base: DefinitionInput = { name: 'ev', vni: 42, dev: 'ens47f1', local: '192.168.8.100', evpn: true };

@@ -5,9 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { diagnose, type Facts, type FrrFacts } from '../../src/doctor.ts';
+import { diagnose, type Facts, type FrrFacts } from '../../src/check.ts';
 import { DefinitionError, UsageError } from '../../src/errors.ts';
-import { evpnPeers, frrConfig, readFrrTemplate, renderFrrConfig, vtyshError, zebraVnis, type FrrConfigInput } from '../../src/frr.ts';
+import { evpnPeers, frrConfig, renderFrrConfig, vtyshError, zebraVnis, type FrrConfigInput } from '../../src/frr.ts';
+import { readFrrTemplate } from '../../src/templates.ts';
 import { validateDefinition } from '../../src/network-definition.ts';
 
 const fixture = (name: string): string => readFileSync(new URL(`../fixtures/frr/${name}`, import.meta.url), 'utf8');
