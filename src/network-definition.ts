@@ -171,6 +171,21 @@ export interface DefinitionInput {
   libvirt?: unknown;
 }
 
+/**
+ * Whether the input asks for EVPN, refusing what EVPN excludes: the other
+ * VTEPs are announced by BGP (a list here would be a second, stale source),
+ * and MACs come from BGP, never from learning.
+ */
+function evpnMode(input: DefinitionInput, remotes: readonly string[], group: string | undefined): boolean {
+  if (input.evpn !== undefined && typeof input.evpn !== 'boolean') fail('evpn', input.evpn, 'must be true or false');
+  if (input.evpn !== true) return false;
+  const why = 'cannot be combined with --evpn: the peers of an EVPN network come from BGP (FRR), not from vxvirt';
+  if (remotes.length > 0) fail('remote', remotes.join(','), why);
+  if (group !== undefined) fail('group', group, why);
+  if (input.learning === true) fail('learning', true, 'an EVPN network never learns MACs from received packets (FRR installs the remote ones): leave --learning out');
+  return true;
+}
+
 /** Validate everything and return a normalised definition, or throw one DefinitionError naming the bad value. */
 export function validateDefinition(input: DefinitionInput): NetworkDefinition {
   const { name } = input;
@@ -204,15 +219,7 @@ export function validateDefinition(input: DefinitionInput): NetworkDefinition {
     group = address('group', input.group);
     if (!isMulticast(group)) fail('group', group, 'must be a multicast address (224.0.0.0/4 or ff00::/8)');
   }
-  if (input.evpn !== undefined && typeof input.evpn !== 'boolean') fail('evpn', input.evpn, 'must be true or false');
-  const evpn = input.evpn === true;
-  if (evpn) {
-    // The other VTEPs are announced by BGP: a list here would be a second, stale source.
-    const why = 'cannot be combined with --evpn: the peers of an EVPN network come from BGP (FRR), not from vxvirt';
-    if (remotes.length > 0) fail('remote', remotes.join(','), why);
-    if (group !== undefined) fail('group', group, why);
-    if (input.learning === true) fail('learning', true, 'an EVPN network never learns MACs from received packets (FRR installs the remote ones): leave --learning out');
-  }
+  const evpn = evpnMode(input, remotes, group);
   if (group !== undefined && remotes.length > 0) {
     fail('group', group, 'cannot be combined with --remote: choose one flooding mode');
   }
