@@ -16,3 +16,13 @@ export function crashPoint(name: string): void {
     if (process.env.VXVIRT_PAUSE_AT === name) process.kill(process.pid, 'SIGSTOP');
   }
 }
+
+/**
+ * A crash point in a process the hook hands work to (a shell script, which
+ * cannot read these variables itself): whether the test asks to kill it
+ * there. The caller then makes the script kill itself at that step.
+ */
+export function crashPointInChild(name: string): boolean {
+  if (typeof VXVIRT_CRASH_POINTS !== 'undefined' && VXVIRT_CRASH_POINTS) return process.env.VXVIRT_CRASH_AT === name;
+  return false;
+}

@@ -99,7 +99,7 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
       if (operation === 'release end' && name) for (const key of deps.domainKeysNamed(name)) await releaseDomain(key, deps.effects);
       throw err;
     }
-    if (operation === 'release end') await releaseDomain(domain.key, deps.effects);
+    if (operation === 'release end') await releaseDomain(domain.key, deps.effects, { detach: true });
     else {
       const defs = definitionsFor(domain, deps);
       // reconnect: libvirtd restarted with this domain running.

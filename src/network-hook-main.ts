@@ -1,4 +1,4 @@
-// Entry point of the bundled network hook (dist/network-hook.js), started by hooks/network.
+// Entry point of the bundled network hook (dist/network-hook.cjs), started by hooks/network.
 import { readStdinSync } from './hook-stdin.ts';
 import { endSession, startSession } from './iproute.ts';
 import { flushChangeLog } from './lifecycle.ts';
@@ -7,12 +7,15 @@ import { runNetworkHook } from './network-hook.ts';
 const [, op] = process.argv.slice(2);
 // Start ip now, so its exec overlaps reading and parsing the XML.
 if (op === 'port-created' || op === 'port-deleted') startSession();
-try {
-  process.exitCode = await runNetworkHook(process.argv.slice(2), {
-    readStdin: async () => readStdinSync('network hook data on stdin'),
-    error: (line) => process.stderr.write(`${line}\n`),
+// CommonJS (scripts/build.mjs says why): no top-level await.
+runNetworkHook(process.argv.slice(2), {
+  readStdin: async () => readStdinSync('network hook data on stdin'),
+  error: (line) => process.stderr.write(`${line}\n`),
+})
+  .then((status) => {
+    process.exitCode = status;
+  })
+  .finally(() => {
+    endSession();
+    flushChangeLog();
   });
-} finally {
-  endSession();
-  flushChangeLog();
-}

@@ -86,7 +86,7 @@ export async function runNetworkHook(argv: readonly string[], io: HookIo, deps: 
     } else {
       const network = networkLeft(port, deps);
       // A NIC without a MAC cannot be told from the domain's others: its stop releases it.
-      if (network && port.mac) await unplugNic(domain, network, port.mac, deps.effects);
+      if (network && port.mac) await unplugNic(domain, network, port.mac, deps.effects, { detach: true });
     }
     return 0;
   } catch (err) {

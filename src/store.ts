@@ -45,7 +45,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
+import { DefinitionError, InternalError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
 import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
 
@@ -444,8 +444,13 @@ export function pendingReleases(): PendingRelease[] {
   return readRecords(releasingDir());
 }
 
+/** The journal of a release in progress (what endRelease removes), for a process that finishes it on its own. */
+export function releaseJournal(key: string): string {
+  return join(releasingDir(), domainFileName(key));
+}
+
 export function endRelease(key: string): void {
-  rmSync(join(releasingDir(), domainFileName(key)), { force: true });
+  rmSync(releaseJournal(key), { force: true });
 }
 
 // ---- the host lock ---------------------------------------------------------
@@ -461,6 +466,19 @@ function lockTimeoutSeconds(): number {
     throw new UsageError(`VXVIRT_LOCK_TIMEOUT=${JSON.stringify(raw)}: must be a number of seconds >= 0`);
   }
   return n;
+}
+
+/** The lock file's descriptor while withHostLock runs `fn` (a child given it holds the lock too). */
+let heldLock: number | undefined;
+
+/**
+ * The descriptor of the host lock this process holds (inside withHostLock).
+ * A child that gets it (as a stdio entry) shares the locked open file
+ * description: the lock then stays held until the child has exited as well.
+ */
+export function heldLockFd(): number {
+  if (heldLock === undefined) throw new InternalError('the host lock is not held');
+  return heldLock;
 }
 
 /**
@@ -501,7 +519,35 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
     // Say who holds it, for the timeout message of whoever waits next.
     ftruncateSync(fd, 0);
     writeSync(fd, `pid ${process.pid}: ${holder}\n`, 0);
+    heldLock = fd;
     return await fn();
+  } finally {
+    heldLock = undefined;
+    closeSync(fd);
+  }
+}
+
+/**
+ * Wait until no one holds the host lock (a hook, or the process a release
+ * left deleting its pair), taking it shared and dropping it at once; for
+ * readers such as `vxvirt status` that report devices and users. Without a
+ * state directory (nothing ever ran here) there is nothing to wait for.
+ */
+export function waitForHostLock(): void {
+  const path = join(stateDir(), 'lock');
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if (isMissing(err)) return;
+    throw err;
+  }
+  try {
+    const timeout = lockTimeoutSeconds();
+    const r = spawnSync('flock', ['--shared', '--wait', String(timeout), '--conflict-exit-code', String(FLOCK_CONFLICT), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (r.error) throw new ToolError(`cannot run flock(1) to wait for the host lock (${(r.error as NodeJS.ErrnoException).code}): install util-linux`);
+    if (r.status === FLOCK_CONFLICT) throw new LockTimeoutError(`timed out after ${timeout}s waiting for the host lock ${path}; set VXVIRT_LOCK_TIMEOUT to wait longer`);
+    if (r.status !== 0) throw new ToolError(`flock(1) failed on ${path}: ${String(r.stderr).trim() || `exit status ${r.status}`}`);
   } finally {
     closeSync(fd);
   }

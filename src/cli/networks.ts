@@ -143,6 +143,8 @@ export const status: CommandModule<object, JsonArgs> = {
   describe: "Show each network's devices on this host, the domains using it, and where devices and state have drifted",
   builder: jsonExamples('status', 'bridge and VXLAN device state, users and drift per network'),
   handler: async (argv: ArgumentsCamelCase<JsonArgs>) => {
+    // A hook in flight, or the process a release left deleting its pair, holds the lock: report what they leave.
+    store.waitForHostLock();
     const { defs, broken } = store.loadDefinitions();
     for (const b of broken) warn(`skipping network ${b.name}: ${b.error.message}`);
     const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));

@@ -44,7 +44,7 @@ interface Running {
   done: Promise<Result>;
 }
 
-/** The crash-points hook bundle for vm-i in the host's namespace, as hooks/qemu runs dist/hook.js (ip netns exec and env exec: the pid is node's). */
+/** The crash-points hook bundle for vm-i in the host's namespace, as hooks/qemu runs dist/hook.cjs (ip netns exec and env exec: the pid is node's). */
 function runBundle(host: TestHost, bundle: string, i: number, op: string, subop: string, extraEnv: Record<string, string>): Running {
   const env = Object.entries({ ...LIBVIRT_HOOK_ENV, ...host.env, ...extraEnv }).map(([k, v]) => `${k}=${v}`);
   const child = spawn('ip', ['netns', 'exec', host.ns, 'env', '-i', ...env, process.execPath, bundle, `vm-${i}`, op, subop, '-']);

@@ -14,6 +14,8 @@ export class FakeHost {
   users = new Map<string, Users>();
   domains = new Map<string, DomainRecord>();
   releasing = new Map<string, DomainRecord>();
+  /** Releases whose teardown went to a detached process (finishReleaseDetached). */
+  detached: string[] = [];
   /** The definitions `vxvirt reconcile` reads (the hook is handed its own). */
   defs: NetworkDefinition[] = [];
   broken: LoadedDefinitions['broken'] = [];
@@ -145,6 +147,13 @@ export class FakeHost {
       },
       pendingReleases: () => [...this.releasing].map(([key, record]) => ({ key, record: structuredClone(record) })),
       endRelease: (key) => void this.releasing.delete(key),
+      // The detached process, done at once: apply, then end the release (it holds the lock meanwhile).
+      finishReleaseDetached: (key, steps) => {
+        if (!this.lockHeld) throw new Error('teardown handed off without the host lock');
+        this.detached.push(key);
+        this.apply(steps);
+        this.releasing.delete(key);
+      },
       withHostLock: async (_holder, fn) => {
         // A FIFO mutex, like flock: concurrent callers wait their turn.
         const previous = this.lockQueue;
