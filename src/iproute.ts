@@ -348,12 +348,11 @@ export function applyDetached(steps: readonly Step[], holdFd: number, thenRemove
   if (renderBridgeBatch(steps).length > 0) throw new ToolError('flood entries are never handed to a detached process: only link deletions are');
   const lines = renderIpBatch(steps);
   if (lines.some((l) => /[\n\r]/.test(l))) throw new ToolError(`refusing an ip command with a line break: ${JSON.stringify(lines)}`);
-  // The tests' crash points for this child (compiled out of dist/): it kills itself there.
-  const die = (asked: boolean): string => (asked ? 'kill -KILL $$\n' : '');
+  // The tests' crash and pause points for this child (compiled out of dist/).
   const script = [
     'f=$1; shift',
-    `${die(crashPointInChild('detached:begun'))}printf '%s\\n' "$@" | ip -batch - || exit 1`,
-    `${die(crashPointInChild('detached:applied'))}exec rm -f -- "$f"`,
+    `${crashPointInChild('detached:begun')}printf '%s\\n' "$@" | ip -batch - || exit 1`,
+    `${crashPointInChild('detached:applied')}exec rm -f -- "$f"`,
   ].join('\n');
   const child = spawn('/bin/sh', ['-c', script, 'vxvirt-teardown', thenRemove, ...lines], {
     detached: true,

@@ -133,8 +133,12 @@ function jsonNames(dir: string): string[] {
   return entries.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
 }
 
-/** Write `text` to `path` atomically: a reader sees the old file or the new one, never a mix. */
-function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o755): void {
+/**
+ * Write `text` to `path` atomically: a reader sees the old file or the new one,
+ * never a mix. `durable`: fsync before the rename, so that a power loss cannot
+ * leave an empty file either (definitions, in /etc).
+ */
+function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o755, durable = true): void {
   mkdirSync(dirname(path), { recursive: true, mode: dirMode });
   const tmp = `${path}.tmp-${process.pid}`;
   try {
@@ -143,7 +147,7 @@ function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o7
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     try {
       writeSync(fd, text);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -155,9 +159,15 @@ function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o7
   }
 }
 
+/**
+ * State is not fsynced: it lives in /run, which does not outlive a reboot
+ * (tmpfs; `vxvirt reconcile` rebuilds it after one), and the rename alone
+ * keeps it whole for every reader when a process dies. An fsync costs a disk
+ * flush on a disk-backed /run (several milliseconds per file on every start).
+ */
 function writeStateFile(path: string, text: string): void {
   ensureStateDir();
-  writeFileAtomic(path, text, 0o600, 0o700);
+  writeFileAtomic(path, text, 0o600, 0o700, false);
 }
 
 /** A state file's text, or undefined when it does not exist. */
