@@ -206,7 +206,8 @@ function waitingForLock(except: number): number {
 
 // The same burst with the lock held until all 64 wait for it: how long the
 // work before the lock takes (in parallel), and how long the rest (in turn).
-const holder = spawn('flock', ['--exclusive', LOCK, 'sleep', '600'], { stdio: 'ignore' });
+// flock(1)'s command (sleep) shares its lock: the holder is killed as a process group.
+const holder = spawn('flock', ['--exclusive', LOCK, 'sleep', '600'], { stdio: 'ignore', detached: true });
 // Held once a non-blocking try fails.
 while (spawnSync('flock', ['--shared', '--nonblock', LOCK, 'true']).status === 0) await new Promise((r) => setTimeout(r, 5));
 const held = process.hrtime.bigint();
@@ -214,7 +215,7 @@ const heldBurst = Promise.all(Array.from({ length: 64 }, (_, i) => callAsync(`b$
 while (waitingForLock(holder.pid!) < 64) await new Promise((r) => setTimeout(r, 10));
 const beforeLock = Number(process.hrtime.bigint() - held) / 1e6;
 const unlocked = process.hrtime.bigint();
-holder.kill('SIGTERM');
+process.kill(-holder.pid!, 'SIGKILL');
 await heldBurst;
 const underLock = Number(process.hrtime.bigint() - unlocked) / 1e6;
 await burst('release');
