@@ -4,6 +4,7 @@
 // here until ARCHITECTURE.md and LAYERS below say where it belongs.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
+import ts from 'typescript';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -101,6 +102,28 @@ test('no import cycles', () => {
     state.set(m, 'done');
   };
   for (const m of modules()) visit(m, []);
+});
+
+/** Functions (of any kind) in `m` longer than `max` lines, as "m:LINE NAME (N lines)". */
+function longFunctions(m: string, max: number): string[] {
+  const file = ts.createSourceFile(m, source(m), ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+      const first = file.getLineAndCharacterOfPosition(node.getStart()).line;
+      const lines = file.getLineAndCharacterOfPosition(node.end).line - first + 1;
+      const name = node.name && ts.isIdentifier(node.name) ? node.name.text : '(anonymous)';
+      if (lines > max) found.push(`${m}:${first + 1} ${name} (${lines} lines)`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(file);
+  return found;
+}
+
+test('no function in src/ is longer than 80 lines: split it into named steps', () => {
+  assert.equal(modules().flatMap((m) => longFunctions(m, 80)), []);
+  assert.ok(longFunctions('lifecycle.ts', 5).length > 0, 'the length check finds functions at all');
 });
 
 test('the checker sees imports (guards against a regex that matches nothing)', () => {
