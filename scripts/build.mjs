@@ -13,10 +13,13 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 
+// The hooks are CommonJS (.cjs, since package.json says "type": "module"):
+// node starts a CommonJS bundle faster than an ES module (no ESM loader), and
+// libvirt starts a hook several times per guest start and stop.
 const entries = {
-  cli: 'src/cli/main.ts',
-  hook: 'src/hook-main.ts',
-  'network-hook': 'src/network-hook-main.ts',
+  cli: { file: 'src/cli/main.ts', format: 'esm' },
+  hook: { file: 'src/hook-main.ts', format: 'cjs' },
+  'network-hook': { file: 'src/network-hook-main.ts', format: 'cjs' },
 };
 // Executable bundles: run directly as programs.
 const executable = new Set(['cli']);
@@ -26,30 +29,42 @@ const executable = new Set(['cli']);
 const banner =
   "import { createRequire as __vxvirtRequire } from 'node:module'; const require = __vxvirtRequire(import.meta.url);";
 
-await mkdir(dist, { recursive: true });
-const result = await build({
-  entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, join(root, file)])),
-  bundle: true,
-  platform: 'node',
-  target: 'node18.19',
-  format: 'esm',
-  outdir: dist,
-  write: false,
-  logLevel: 'warning',
-  define: { VXVIRT_CRASH_POINTS: 'false' },
-  minifySyntax: true,
-  banner: { js: banner },
-});
+/** esbuild's options for one entry (test/support/crash-bundle.ts builds with them, crash points on). */
+export function buildOptions(name, { crashPoints = false, outdir = dist } = {}) {
+  const { file, format } = entries[name];
+  return {
+    entryPoints: { [name]: join(root, file) },
+    bundle: true,
+    platform: 'node',
+    target: 'node18.19',
+    format,
+    outExtension: { '.js': format === 'cjs' ? '.cjs' : '.js' },
+    outdir,
+    write: false,
+    logLevel: 'warning',
+    define: { VXVIRT_CRASH_POINTS: String(crashPoints) },
+    minifySyntax: true,
+    ...(format === 'esm' ? { banner: { js: banner } } : {}),
+  };
+}
 
-for (const file of result.outputFiles) {
-  const name = file.path.slice(dist.length + 1).replace(/\.js$/, '');
-  const beside = `${file.path}.new-${process.pid}`;
-  try {
-    await writeFile(beside, file.contents, { mode: executable.has(name) ? 0o755 : 0o644 });
-    if (executable.has(name)) await chmod(beside, 0o755);
-    await rename(beside, file.path);
-  } catch (err) {
-    await rm(beside, { force: true });
-    throw err;
+/** Build every entry into `outdir`, each file written beside its name and renamed over it. */
+export async function buildAll({ crashPoints = false, outdir = dist } = {}) {
+  await mkdir(outdir, { recursive: true });
+  for (const name of Object.keys(entries)) {
+    const { outputFiles } = await build(buildOptions(name, { crashPoints, outdir }));
+    for (const file of outputFiles) {
+      const beside = `${file.path}.new-${process.pid}`;
+      try {
+        await writeFile(beside, file.contents, { mode: executable.has(name) ? 0o755 : 0o644 });
+        if (executable.has(name)) await chmod(beside, 0o755);
+        await rename(beside, file.path);
+      } catch (err) {
+        await rm(beside, { force: true });
+        throw err;
+      }
+    }
   }
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await buildAll();

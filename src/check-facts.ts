@@ -182,9 +182,9 @@ function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
   const executable = isExecutable(target);
   const netState = inspectHooksDir(hooksDir, vxvirtHook(own, 'network'), 'network');
   const net = installedCheckout(netState, own);
-  const netBundle = join(net.checkout, 'dist', 'network-hook.js');
+  const netBundle = join(net.checkout, 'dist', 'network-hook.cjs');
   const network = { state: netState, executable: isExecutable(net.target), bundle: { checkout: net.checkout, path: netBundle, exists: existsSync(netBundle) } };
-  const bundle = join(checkout, 'dist', 'hook.js');
+  const bundle = join(checkout, 'dist', 'hook.cjs');
   // What libvirt runs as root, and every directory above the checkout: whoever
   // can rename one of them can put other code in the hook's place.
   const ancestors: string[] = [];
@@ -204,7 +204,7 @@ function hookFacts(hooksDir: string): { hook: HookFacts; files: string[] } {
     join(checkout, 'hooks', 'network'),
     join(checkout, 'dist'),
     bundle,
-    join(checkout, 'dist', 'network-hook.js'),
+    join(checkout, 'dist', 'network-hook.cjs'),
   ];
   return {
     hook: { state, checkout: own, executable, node: nodeFacts(), bundle: { checkout, path: bundle, exists: existsSync(bundle) }, network },

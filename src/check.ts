@@ -44,9 +44,9 @@ export interface HookFacts {
   executable: boolean;
   /** `node` as libvirt's hook PATH finds it. */
   node: { path: string; version: string } | Failed;
-  /** dist/hook.js of the checkout the installed hook runs (this one if none is installed). */
+  /** dist/hook.cjs of the checkout the installed hook runs (this one if none is installed). */
   bundle: { checkout: string; path: string; exists: boolean };
-  /** The network hook (hot-plug, NICs on libvirt networks): where it is, and its bundle dist/network-hook.js. */
+  /** The network hook (hot-plug, NICs on libvirt networks): where it is, and its bundle dist/network-hook.cjs. */
   network?: { state: HooksDir; executable: boolean; bundle: { checkout: string; path: string; exists: boolean } };
 }
 
@@ -410,7 +410,7 @@ function checkNetworkHook(n: NonNullable<HookFacts['network']>, own: string): Fi
   }
   const [path, entry] = first;
   if (installed.length > 1) out.push({ level: 'WARN', subject, message: `installed twice (${installed.map(([q]) => q).join(' and ')}): libvirt runs it twice per operation`, hint: 'vxvirt install-hook keeps one and removes the other' });
-  if (entry.link === undefined) out.push({ level: 'FAIL', subject, message: `${path} is a copy of ${label}: from there it cannot find dist/network-hook.js`, hint: `${hint} (it replaces the copy by a link)` });
+  if (entry.link === undefined) out.push({ level: 'FAIL', subject, message: `${path} is a copy of ${label}: from there it cannot find dist/network-hook.cjs`, hint: `${hint} (it replaces the copy by a link)` });
   else if (!n.executable) out.push({ level: 'FAIL', subject, message: `${path} -> ${entry.link} is not executable: libvirt skips it`, hint: `chmod 755 ${entry.link}` });
   else if (!entry.current) out.push({ level: 'WARN', subject, message: `${path} runs the vxvirt at ${entry.link}, not this one (${own})`, hint: `${hint}, to run this one` });
   else out.push({ level: 'OK', subject, message: `${path} -> ${entry.link}` });
@@ -445,7 +445,7 @@ function checkHook(h: HookFacts): Finding[] {
       });
     }
     if (entry.link === undefined) {
-      out.push({ level: 'FAIL', subject, message: `${path} is a copy of vxvirt's hook: from there it cannot find dist/hook.js`, hint: `${installHint(state.dir)} (it replaces the copy by a link)` });
+      out.push({ level: 'FAIL', subject, message: `${path} is a copy of vxvirt's hook: from there it cannot find dist/hook.cjs`, hint: `${installHint(state.dir)} (it replaces the copy by a link)` });
     } else if (!h.executable) {
       out.push({ level: 'FAIL', subject, message: `${path} -> ${entry.link} is not executable: libvirt skips it`, hint: `chmod 755 ${entry.link}` });
     } else if (!entry.current) {

@@ -16,3 +16,16 @@ export function crashPoint(name: string): void {
     if (process.env.VXVIRT_PAUSE_AT === name) process.kill(process.pid, 'SIGSTOP');
   }
 }
+
+/**
+ * A crash or pause point in a process the hook hands work to (a shell
+ * script, which does not read these variables itself): the line the script
+ * runs there — it kills (SIGKILL) or stops (SIGSTOP) itself — or nothing.
+ */
+export function crashPointInChild(name: string): string {
+  if (typeof VXVIRT_CRASH_POINTS !== 'undefined' && VXVIRT_CRASH_POINTS) {
+    if (process.env.VXVIRT_CRASH_AT === name) return 'kill -KILL $$\n';
+    if (process.env.VXVIRT_PAUSE_AT === name) return 'kill -STOP $$\n';
+  }
+  return '';
+}

@@ -1,5 +1,6 @@
-// Entry point of the bundled qemu hook (dist/hook.js), started by hooks/qemu.
+// Entry point of the bundled qemu hook (dist/hook.cjs), started by hooks/qemu.
+// CommonJS (scripts/build.mjs says why): no top-level await.
 import { runHookEntry } from './hook-entry.ts';
 import { runHook } from './hook.ts';
 
-await runHookEntry(['prepare', 'release', 'reconnect'], 'domain XML on stdin', runHook);
+void runHookEntry(['prepare', 'release', 'reconnect'], 'domain XML on stdin', runHook);

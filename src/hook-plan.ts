@@ -21,7 +21,7 @@ export type Entry =
   /**
    * vxvirt's hook: a symlink to a vxvirt checkout's hooks/qemu (`link`, resolved;
    * `current` if it is this checkout's), or a copy of this checkout's hooks/qemu
-   * (no `link`: a copy cannot find dist/hook.js, so it is replaced by a link).
+   * (no `link`: a copy cannot find dist/hook.cjs, so it is replaced by a link).
    */
   | { kind: 'vxvirt'; link?: string; current: boolean }
   /** Anything else (another hook, a dangling symlink, a directory): never touched. */

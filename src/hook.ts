@@ -77,7 +77,7 @@ export async function runHook(argv: readonly string[], io: HookIo, fx: Effects =
       if (operation === 'release end' && name) for (const key of domainKeysNamed(name, fx)) await releaseDomain(key, fx);
       throw err;
     }
-    if (operation === 'release end') await releaseDomain(domain.key, fx);
+    if (operation === 'release end') await releaseDomain(domain.key, fx, { detach: true });
     else {
       const defs = definitionsFor(domain, fx);
       // reconnect: libvirtd restarted with this domain running.

@@ -13,7 +13,7 @@
 // start-up path, and execa with its dependencies would more than double the
 // hook bundle's load time (measured with `npm run bench`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { crashPoint } from './crash-point.ts';
+import { crashPoint, crashPointInChild } from './crash-point.ts';
 import { ToolError } from './errors.ts';
 import { vniOfBridge } from './network-definition.ts';
 import { NEIGH_SYSCTLS, type Link, type NeighSettings, type Observed, type Step } from './plan.ts';
@@ -367,6 +367,35 @@ export async function apply(steps: readonly Step[]): Promise<void> {
     crashPoint('apply:links-done'); // devices made, flood entries not yet
     await run('bridge', ['-batch', '-'], `${fdbLines.join('\n')}\n`);
   }
+}
+
+/**
+ * Apply link steps in a process of its own that outlives this one, and once
+ * they all succeeded remove the file `thenRemove` (a release's journal); this
+ * process does not wait. The child gets `holdFd` (the host lock, so it holds
+ * the lock until it exits) and no stdio of ours: libvirt waits for EOF on the
+ * hook's stdout and stderr, so it must not inherit them. A child that fails or
+ * dies leaves `thenRemove` in place, and whoever takes the lock next finishes
+ * the job and reports what failed. One `sh` and one `ip -batch`: the lines
+ * come as arguments, so nothing is left to write after this process is gone.
+ */
+export function applyDetached(steps: readonly Step[], holdFd: number, thenRemove: string): void {
+  if (renderBridgeBatch(steps).length > 0) throw new ToolError('flood entries are never handed to a detached process: only link deletions are');
+  const lines = renderIpBatch(steps);
+  if (lines.some((l) => /[\n\r]/.test(l))) throw new ToolError(`refusing an ip command with a line break: ${JSON.stringify(lines)}`);
+  // The tests' crash and pause points for this child (compiled out of dist/).
+  const script = [
+    'f=$1; shift',
+    `${crashPointInChild('detached:begun')}printf '%s\\n' "$@" | ip -batch - || exit 1`,
+    `${crashPointInChild('detached:applied')}exec rm -f -- "$f"`,
+  ].join('\n');
+  const child = spawn('/bin/sh', ['-c', script, 'vxvirt-teardown', thenRemove, ...lines], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', holdFd],
+  });
+  // Not started (no /bin/sh?): the journal stays, and the next hook finishes the release.
+  child.on('error', () => undefined);
+  child.unref();
 }
 
 /** The MTU of one device, or undefined if it does not exist (read through ip, so it follows the current network namespace, unlike /sys). */

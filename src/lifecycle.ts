@@ -61,6 +61,12 @@ export interface Effects {
   beginPartialRelease(key: string, record: DomainRecord): void;
   pendingReleases(): PendingRelease[];
   endRelease(key: string): void;
+  /**
+   * Apply teardown steps and then end the release of `key`, in a process that
+   * holds the host lock until it is done and outlives the caller, which does
+   * not wait (iproute.applyDetached). Only inside withHostLock.
+   */
+  finishReleaseDetached(key: string, steps: readonly Step[]): void;
   /** The network's definition as it is now (undefined: no longer defined). */
   rereadDefinition(def: NetworkDefinition): NetworkDefinition | undefined;
   /** A definition by name; throws NotFoundError when there is none, or the error of a broken file. */
@@ -79,6 +85,8 @@ export interface Effects {
   /** The MTU of a device of this host (undefined: no such device). */
   linkMtu(dev: string): Promise<number | undefined>;
   withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T>;
+  /** Wait until nobody holds the host lock (a last release's detached deletion among them), without keeping it. */
+  waitForHostLock(): void;
   warn(message: string): void;
   log(change: Change): void;
   now(): Date;
@@ -97,6 +105,7 @@ export const realEffects: Effects = {
   beginPartialRelease: store.beginPartialRelease,
   pendingReleases: store.pendingReleases,
   endRelease: store.endRelease,
+  finishReleaseDetached: (key, steps) => iproute.applyDetached(steps, store.heldLockFd(), store.releaseJournal(key)),
   rereadDefinition: (def) => store.findDefinition(def.name),
   readDefinition: store.readDefinition,
   findDefinition: store.findDefinition,
@@ -109,6 +118,7 @@ export const realEffects: Effects = {
   listDomainRecords: store.listDomainRecords,
   linkMtu: iproute.linkMtu,
   withHostLock: store.withHostLock,
+  waitForHostLock: store.waitForHostLock,
   warn,
   log: (change) => void changeLog.push(change),
   now: () => new Date(),
@@ -192,10 +202,21 @@ async function explainGroupJoin(def: NetworkDefinition, message: string, fx: Eff
  * what failed) and converges on the next release or `vxvirt reconcile`.
  */
 export async function removeUnusedPairs(networks: readonly RecordedNetwork[], fx: Effects = realEffects, domain?: string): Promise<string[]> {
+  return (await teardownUnused(networks, fx, domain)).removed;
+}
+
+/**
+ * removeUnusedPairs; with `handOff` (the key of the release in progress), the
+ * deletion and the end of that release go to a process of their own
+ * (Effects.finishReleaseDetached) when there is something to delete:
+ * `handedOff` then says the caller must not end the release itself.
+ */
+async function teardownUnused(networks: readonly RecordedNetwork[], fx: Effects, domain?: string, handOff?: string): Promise<{ removed: string[]; handedOff: boolean }> {
   const removed: RecordedNetwork[] = [];
+  let handedOff = false;
   try {
     const unused = networks.filter((n) => !hasUsers(fx.readUsers(n.name)));
-    if (unused.length === 0) return [];
+    if (unused.length === 0) return { removed: [], handedOff };
     const observed = await fx.observe({
       devices: unused.flatMap((n) => pairOf(n.vni)),
       portsOf: unused.map((n) => bridgeName(n.vni)),
@@ -209,14 +230,29 @@ export async function removeUnusedPairs(networks: readonly RecordedNetwork[], fx
     }
     if (steps.length > 0) {
       crashPoint('teardown:planned'); // found unused, not yet deleted: the lock keeps a prepare out of this gap
-      await fx.apply(steps);
+      if (handOff !== undefined) {
+        fx.finishReleaseDetached(handOff, steps);
+        handedOff = true;
+      } else await fx.apply(steps);
     }
   } catch (err) {
     fx.warn(`could not remove unused devices: ${(err as Error).message}`);
-    return [];
+    return { removed: [], handedOff };
   }
+  // Handed off, the deletion is logged when it is ordered: it is done under
+  // the lock this process passed on, or by whoever takes the lock next.
   for (const n of removed) fx.log({ action: 'deleted', network: n.name, ...(domain ? { domain } : {}), devices: pairOf(n.vni) });
-  return removed.map((n) => n.name);
+  return { removed: removed.map((n) => n.name), handedOff };
+}
+
+/**
+ * How a release ends. `detach`: libvirt waits for the hook, and nobody needs
+ * to wait for the kernel to delete a pair (one RCU grace period, ~50 ms): the
+ * deletion goes to a process that keeps the host lock until it is done, so a
+ * prepare that comes meanwhile still waits for it. The CLI does not detach.
+ */
+export interface ReleaseOptions {
+  detach?: boolean;
 }
 
 /** Take `key` off these networks' users, logging each removal. */
@@ -373,16 +409,16 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
  * releasing/ first, so a release killed half-way is finished by the next
  * hook run.
  */
-export async function releaseDomain(key: string, fx: Effects = realEffects): Promise<string[]> {
+export async function releaseDomain(key: string, fx: Effects = realEffects, options: ReleaseOptions = {}): Promise<string[]> {
   return fx.withHostLock(`release ${key}`, async () => {
     await finishPendingReleases(fx);
     const record = fx.beginRelease(key);
     if (!record) return [];
     crashPoint('release:begun');
     unrecord(key, record.name, record.networks, fx);
-    const removed = await removeUnusedPairs(record.networks, fx, record.name);
+    const { removed, handedOff } = await teardownUnused(record.networks, fx, record.name, options.detach ? key : undefined);
     crashPoint('release:torn-down');
-    fx.endRelease(key);
+    if (!handedOff) fx.endRelease(key);
     return removed;
   });
 }
@@ -397,7 +433,7 @@ export async function releaseDomain(key: string, fx: Effects = realEffects): Pro
  * the network leaves its record, so a later `release` does not touch it.
  * Returns what the unplug meant.
  */
-export async function unplugNic(domain: DomainRef, network: RecordedNetwork, mac: string, fx: Effects = realEffects): Promise<ReturnType<typeof planUnplug>['outcome']> {
+export async function unplugNic(domain: DomainRef, network: RecordedNetwork, mac: string, fx: Effects = realEffects, options: ReleaseOptions = {}): Promise<ReturnType<typeof planUnplug>['outcome']> {
   return fx.withHostLock(`port-deleted ${domain.name}`, async () => {
     await finishPendingReleases(fx);
     const users = fx.readUsers(network.name);
@@ -412,8 +448,8 @@ export async function unplugNic(domain: DomainRef, network: RecordedNetwork, mac
       unrecord(domain.key, name, [network], fx);
       forgetNetworks(domain.key, [network], fx);
       crashPoint('unplug:unrecorded');
-      await removeUnusedPairs([network], fx, name);
-      fx.endRelease(domain.key);
+      const { handedOff } = await teardownUnused([network], fx, name, options.detach ? domain.key : undefined);
+      if (!handedOff) fx.endRelease(domain.key);
     }
     return plan.outcome;
   });

@@ -65,7 +65,7 @@ export async function runNetworkHook(argv: readonly string[], io: HookIo, fx: Ef
     } else {
       const network = networkLeft(port, fx);
       // A NIC without a MAC cannot be told from the domain's others: its stop releases it.
-      if (network && port.mac) await unplugNic(domain, network, port.mac, fx);
+      if (network && port.mac) await unplugNic(domain, network, port.mac, fx, { detach: true });
     }
     return 0;
   } catch (err) {

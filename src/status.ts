@@ -180,6 +180,8 @@ function orphanRows({ defs, broken }: LoadedDefinitions, { observed, lv }: Seen,
  * is needed), as the hook does.
  */
 export async function hostStatus(fx: Effects, lv: Libvirt): Promise<HostStatus> {
+  // A hook in flight, or the process a last release hands the deletion of its pair to, holds the lock: report what it leaves.
+  fx.waitForHostLock();
   const loaded = fx.loadDefinitions();
   for (const b of loaded.broken) fx.warn(`skipping network ${b.name}: ${b.error.message}`);
   const unicast = loaded.defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));

@@ -45,7 +45,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
+import { DefinitionError, InternalError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
 import { emptyUsers, hasUsers, parseDomainRecord, parseUsers, serializeUsers, type DomainRecord, type PendingRelease, type RecordedDomain, type Users } from './users.ts';
 import { isUuid } from './domain-xml.ts';
@@ -134,8 +134,12 @@ function jsonNames(dir: string): string[] {
   return entries.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
 }
 
-/** Write `text` to `path` atomically: a reader sees the old file or the new one, never a mix. */
-function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o755): void {
+/**
+ * Write `text` to `path` atomically: a reader sees the old file or the new one,
+ * never a mix. `durable`: fsync before the rename, so that a power loss cannot
+ * leave an empty file either (definitions, in /etc).
+ */
+function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o755, durable = true): void {
   mkdirSync(dirname(path), { recursive: true, mode: dirMode });
   const tmp = `${path}.tmp-${process.pid}`;
   try {
@@ -144,7 +148,7 @@ function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o7
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     try {
       writeSync(fd, text);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -156,9 +160,15 @@ function writeFileAtomic(path: string, text: string, mode = 0o644, dirMode = 0o7
   }
 }
 
+/**
+ * State is not fsynced: it lives in /run, which does not outlive a reboot
+ * (tmpfs; `vxvirt reconcile` rebuilds it after one), and the rename alone
+ * keeps it whole for every reader when a process dies. An fsync costs a disk
+ * flush on a disk-backed /run (several milliseconds per file on every start).
+ */
 function writeStateFile(path: string, text: string): void {
   ensureStateDir();
-  writeFileAtomic(path, text, 0o600, 0o700);
+  writeFileAtomic(path, text, 0o600, 0o700, false);
 }
 
 /** A state file's text, or undefined when it does not exist. */
@@ -422,8 +432,13 @@ export function pendingReleases(): PendingRelease[] {
   return readRecords(releasingDir());
 }
 
+/** The journal of a release in progress (what endRelease removes), for a process that finishes it on its own. */
+export function releaseJournal(key: string): string {
+  return join(releasingDir(), domainFileName(key));
+}
+
 export function endRelease(key: string): void {
-  rmSync(join(releasingDir(), domainFileName(key)), { force: true });
+  rmSync(releaseJournal(key), { force: true });
 }
 
 // ---- the host lock ---------------------------------------------------------
@@ -439,6 +454,19 @@ function lockTimeoutSeconds(): number {
     throw new UsageError(`VXVIRT_LOCK_TIMEOUT=${JSON.stringify(raw)}: must be a number of seconds >= 0`);
   }
   return n;
+}
+
+/** The lock file's descriptor while withHostLock runs `fn` (a child given it holds the lock too). */
+let heldLock: number | undefined;
+
+/**
+ * The descriptor of the host lock this process holds (inside withHostLock).
+ * A child that gets it (as a stdio entry) shares the locked open file
+ * description: the lock then stays held until the child has exited as well.
+ */
+export function heldLockFd(): number {
+  if (heldLock === undefined) throw new InternalError('the host lock is not held');
+  return heldLock;
 }
 
 /**
@@ -479,7 +507,35 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
     // Say who holds it, for the timeout message of whoever waits next.
     ftruncateSync(fd, 0);
     writeSync(fd, `pid ${process.pid}: ${holder}\n`, 0);
+    heldLock = fd;
     return await fn();
+  } finally {
+    heldLock = undefined;
+    closeSync(fd);
+  }
+}
+
+/**
+ * Wait until no one holds the host lock (a hook, or the process a release
+ * left deleting its pair), taking it shared and dropping it at once; for
+ * readers such as `vxvirt status` that report devices and users. Without a
+ * state directory (nothing ever ran here) there is nothing to wait for.
+ */
+export function waitForHostLock(): void {
+  const path = join(stateDir(), 'lock');
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if (isMissing(err)) return;
+    throw err;
+  }
+  try {
+    const timeout = lockTimeoutSeconds();
+    const r = spawnSync('flock', ['--shared', '--wait', String(timeout), '--conflict-exit-code', String(FLOCK_CONFLICT), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (r.error) throw new ToolError(`cannot run flock(1) to wait for the host lock (${(r.error as NodeJS.ErrnoException).code}): install util-linux`);
+    if (r.status === FLOCK_CONFLICT) throw new LockTimeoutError(`timed out after ${timeout}s waiting for the host lock ${path}; set VXVIRT_LOCK_TIMEOUT to wait longer`);
+    if (r.status !== 0) throw new ToolError(`flock(1) failed on ${path}: ${String(r.stderr).trim() || `exit status ${r.status}`}`);
   } finally {
     closeSync(fd);
   }

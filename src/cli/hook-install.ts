@@ -27,7 +27,7 @@ export const installHook: CommandModule<object, Args> = {
       .example('$0 install-hook --hooks-dir /usr/local/etc/libvirt/hooks', 'for a libvirt built from source'),
   handler: (argv: ArgumentsCamelCase<Args>) => {
     const checkout = dirname(dirname(vxvirtHook()));
-    for (const b of ['hook.js', 'network-hook.js']) {
+    for (const b of ['hook.cjs', 'network-hook.cjs']) {
       const bundle = join(checkout, 'dist', b);
       if (!existsSync(bundle)) warn(`${bundle} is missing: run 'npm ci && npm run build' in ${checkout}, or the hooks cannot start guests on vxvirt networks`);
     }

@@ -7,7 +7,7 @@
 // remaining releases must leave nothing at all behind.
 //
 // The killed hook is a test bundle built with VXVIRT_CRASH_POINTS=true, run
-// with node exactly as hooks/qemu runs dist/hook.js (libvirt's environment,
+// with node exactly as hooks/qemu runs dist/hook.cjs (libvirt's environment,
 // XML on stdin, inside the host's namespace). Every recovery goes through
 // the real hooks/qemu and dist/.
 //
@@ -130,7 +130,14 @@ interface Scenario {
 const PREPARE_POINTS = ['prepare:recorded-domain', 'ensure:applied', 'apply:links-done', 'prepare:ensured', 'prepare:recorded-user'];
 const RELEASE_POINTS = ['release:begun', 'release:unrecorded', 'teardown:planned', 'release:torn-down'];
 const UNPLUG_POINTS = ['unplug:begun', 'unplug:unrecorded'];
-const POINTS = { prepare: PREPARE_POINTS, release: RELEASE_POINTS, unplug: [...UNPLUG_POINTS, 'teardown:planned'] };
+/**
+ * Points in the process a release hands the deletion of its pair to (it
+ * holds the host lock until it has deleted the pair and ended the release):
+ * killed there, the hook itself has exited 0, the lock is free again and
+ * the release is still pending.
+ */
+const CHILD_POINTS = ['detached:begun', 'detached:applied'];
+const POINTS = { prepare: PREPARE_POINTS, release: [...RELEASE_POINTS, ...CHILD_POINTS], unplug: [...UNPLUG_POINTS, 'teardown:planned', ...CHILD_POINTS] };
 const HOTPLUG_MAC = '52:54:00:00:99:01';
 /** The hot-plugged NIC's port on mc (VNI 43), as libvirt hands it to the network hook. */
 const hotplugPort = (v: Vm): string => portHookData('mc', 'vxbr43', v.name, /<uuid>([^<]+)<\/uuid>/.exec(v.xml)![1]!, HOTPLUG_MAC);
@@ -139,12 +146,12 @@ const scenarios: Scenario[] = [
   { name: 'first prepare on a network', before: [], op: 'prepare', target: vmA, reached: PREPARE_POINTS },
   // The pair exists and matches: nothing is applied, so the apply points are not on the path.
   { name: "second domain's prepare on a used network", before: [vmB], op: 'prepare', target: vmA, reached: ['prepare:recorded-domain', 'prepare:ensured', 'prepare:recorded-user'] },
-  { name: 'last release', before: [vmA], op: 'release', target: vmA, reached: RELEASE_POINTS },
+  { name: 'last release', before: [vmA], op: 'release', target: vmA, reached: POINTS.release },
   // vm-b still uses the network: no pair is unused, no teardown is planned.
   { name: 'non-last release', before: [vmA, vmB], op: 'release', target: vmA, reached: ['release:begun', 'release:unrecorded', 'release:torn-down'] },
   // The first hit of each point is after the first of its two networks: half done.
   { name: 'multi-network prepare', before: [], op: 'prepare', target: vmM, reached: PREPARE_POINTS },
-  { name: 'multi-network release', before: [vmM], op: 'release', target: vmM, reached: RELEASE_POINTS },
+  { name: 'multi-network release', before: [vmM], op: 'release', target: vmM, reached: POINTS.release },
   // vm-a (vxbr42) got a NIC on mc hot-plugged, and it is unplugged: its last on mc, so mc's pair goes.
   { name: 'hot-unplug of the last NIC on a network', before: [vmA], op: 'unplug', target: vmA, reached: POINTS.unplug },
   // vm-m also has its own NIC on vxbr43 from boot: it stays a user of mc, nothing is journaled or torn down.
@@ -196,7 +203,7 @@ const crash = suite<{ host: TestHost; bundle: string; networkBundle: string; dir
 crash.before((ctx) => {
   ctx.dir = mkdtempSync(join(tmpdir(), 'vxvirt-crash-'));
   ctx.bundle = buildCrashBundle(ctx.dir);
-  ctx.networkBundle = buildCrashBundle(ctx.dir, 'src/network-hook-main.ts', 'network-hook');
+  ctx.networkBundle = buildCrashBundle(ctx.dir, 'network-hook');
   ctx.host = new TestHost('crash');
   const host = ctx.host;
   host.addUnderlay();
@@ -212,11 +219,11 @@ crash.after((ctx) => {
 });
 
 crash('every crash point in src/ is in the matrix', () => {
-  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS, ...UNPLUG_POINTS].sort());
+  assert.equal(crashPointsInSource(), [...PREPARE_POINTS, ...RELEASE_POINTS, ...UNPLUG_POINTS, ...CHILD_POINTS].sort());
 });
 
 crash('production bundles carry no crash points; the test bundles do', ({ bundle, networkBundle }) => {
-  for (const f of ['dist/hook.js', 'dist/network-hook.js', 'dist/cli.js']) {
+  for (const f of ['dist/hook.cjs', 'dist/network-hook.cjs', 'dist/cli.js']) {
     const text = readFileSync(join(repo, f), 'utf8');
     for (const v of ['VXVIRT_CRASH_AT', 'VXVIRT_PAUSE_AT']) assert.not.ok(text.includes(v), `${f} must not read ${v} (npm run build defines VXVIRT_CRASH_POINTS=false)`);
   }
@@ -248,7 +255,12 @@ for (const s of scenarios) {
         for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
         let started = startedAfter(s);
         const killed = runTarget(host, s, bundle, networkBundle, { VXVIRT_CRASH_AT: point });
-        assert.is(killed.signal, 'SIGKILL', `${where}: the hook died of SIGKILL (status ${killed.status}, stderr ${killed.stderr})`);
+        if (CHILD_POINTS.includes(point)) {
+          ok(killed, `${where}: the hook itself`);
+          host.settle();
+          const left = stateFiles(host, 'releasing').length;
+          assert.is(left, 1, `${where}: the killed child left its release pending (releasing/ holds ${left} files)`);
+        } else assert.is(killed.signal, 'SIGKILL', `${where}: the hook died of SIGKILL (status ${killed.status}, stderr ${killed.stderr})`);
         started = rec.run(host, s, started);
         assertConverged(host, where);
         assertAllReleased(host, started, where);

@@ -3,7 +3,7 @@
 // with the qemu hook, against real devices in private network namespaces:
 // hot-plug and unplug with plain virsh, and the orders libvirt runs both
 // hooks in at start, stop and libvirtd restart.
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -118,6 +118,30 @@ it("libvirt's order at start, libvirtd restart and stop: prepare, port-created; 
   ok(host.hook('vm-a', 'release', 'end', live), 'release');
   assert.equal(vxDevices(host), []);
   assert.equal(stateFiles(host), []);
+});
+
+it('port-created of a NIC prepare already recorded ends in sh without starting node; a hot-plugged one (new MAC) starts it', ({ host }) => {
+  // A `node` first on PATH that writes down each start, then runs the real one.
+  const bin = join(host.dir, 'bin');
+  const calls = join(host.dir, 'node-calls');
+  host.exec('mkdir', ['-p', bin]);
+  writeFileSync(join(bin, 'node'), `#!/bin/sh\necho "$*" >> ${calls}\nexec ${process.execPath} "$@"\n`, { mode: 0o755 });
+  const env = { PATH: `${bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` };
+  const starts = (): string[] => (existsSync(calls) ? readFileSync(calls, 'utf8').split('\n').filter(Boolean) : []);
+  const xml = domainXml('vm-a', UUID, macNetworkNic('net42', M0));
+  ok(host.hook('vm-a', 'prepare', 'begin', xml, env), 'prepare');
+  assert.is(starts().length, 1, 'prepare starts node');
+  ok(host.networkHook('net42', 'port-created', 'begin', portHookData('net42', 'vxbr42', 'vm-a', UUID, M0), env), 'port-created at start');
+  assert.is(starts().length, 1, 'port-created of the recorded NIC starts no node');
+  // Found by libvirt's network name as well, when the port names no vxbrN.
+  ok(host.networkHook('net42', 'port-created', 'begin', portHookData('net42', 'br-other', 'vm-a', UUID, M0).replace(" bridge='br-other'", ''), env), 'port-created without a bridge');
+  assert.is(starts().length, 1, 'port-created of the recorded NIC, by network name, starts no node');
+  // Same MAC, another domain: not recorded for that one.
+  ok(host.networkHook('net42', 'port-created', 'begin', portHookData('net42', 'vxbr42', 'vm-b', '00000000-0000-4000-8000-0000000000b2', M0), env), 'port-created of vm-b');
+  assert.is(starts().length, 2, "another domain's port-created starts node");
+  ok(host.networkHook('net42', 'port-created', 'begin', portHookData('net42', 'vxbr42', 'vm-a', UUID, M1), env), 'hot-plug');
+  assert.is(starts().length, 3, 'a hot-plug starts node');
+  assert.equal(users(host, 'net42'), { 'vm-a': [M0, M1], 'vm-b': [M0] });
 });
 
 it('two domains: one unplugging its NIC leaves the pair to the other', ({ host }) => {

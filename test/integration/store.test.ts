@@ -44,7 +44,7 @@ interface Running {
   done: Promise<Result>;
 }
 
-/** The crash-points hook bundle for vm-i in the host's namespace, as hooks/qemu runs dist/hook.js (ip netns exec and env exec: the pid is node's). */
+/** The crash-points hook bundle for vm-i in the host's namespace, as hooks/qemu runs dist/hook.cjs (ip netns exec and env exec: the pid is node's). */
 function runBundle(host: TestHost, bundle: string, i: number, op: string, subop: string, extraEnv: Record<string, string>): Running {
   const env = Object.entries({ ...LIBVIRT_HOOK_ENV, ...host.env, ...extraEnv }).map(([k, v]) => `${k}=${v}`);
   const child = spawn('ip', ['netns', 'exec', host.ns, 'env', '-i', ...env, process.execPath, bundle, `vm-${i}`, op, subop, '-']);
@@ -130,6 +130,51 @@ it("the Neutron race cannot happen: A's release, stopped after it found the pair
   }
   assert.is(host.hook('vm-2', 'release', 'end', vm(2)).status, 0);
   assert.is(host.link('vxbr42'), undefined, 'gone after the last release');
+});
+
+/** The process a release handed its deletion to (`sh -c … vxvirt-teardown JOURNAL …`) for this host's state directory. */
+function teardownProcess(host: TestHost): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv[3] === 'vxvirt-teardown' && argv[4]?.startsWith(`${host.env.VXVIRT_STATE_DIR}/`)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+it("a last release returns before its pair is deleted; B's prepare meanwhile waits for the detached deletion, then makes the pair again", async ({ host, bundle }) => {
+  assert.is(host.hook('vm-1', 'prepare', 'begin', vm(1)).status, 0);
+  // A's release hands the deletion to a process that stops itself (SIGSTOP)
+  // before deleting: A has exited, its child holds the host lock.
+  const a = runBundle(host, bundle, 1, 'release', 'end', { VXVIRT_PAUSE_AT: 'detached:begun' });
+  // Its stdout and stderr reach EOF although the child lives on: it holds none of them (libvirt waits for that EOF).
+  const release = await a.done;
+  assert.is(release.status, 0, release.stderr);
+  let child: number | undefined;
+  await waitFor(() => (child = teardownProcess(host)) !== undefined && processState(child) === 'T', 30_000, 'the detached deletion to stop at detached:begun');
+  let b: Running | undefined;
+  try {
+    assert.ok(host.link('vxbr42'), 'the pair is still there when the release has returned');
+    b = runBundle(host, bundle, 2, 'prepare', 'begin', {});
+    await waitFor(() => b!.exited || waitsInFlock(b!.pid), 30_000, "B's prepare to finish or wait for the host lock");
+    assert.not.ok(b.exited, "B's prepare finished while the detached deletion held the host lock");
+    process.kill(child!, 'SIGCONT');
+    const prepare = await b.done;
+    assert.is(prepare.status, 0, prepare.stderr);
+    assert.ok(host.link('vxbr42'), "vxbr42 exists after B's prepare");
+    assert.is(host.link('vxlan42')?.master, 'vxbr42');
+    assert.is(teardownProcess(host), undefined, 'the detached deletion has exited');
+  } finally {
+    if (child !== undefined && teardownProcess(host) === child) process.kill(child, 'SIGKILL');
+    await b?.done;
+  }
+  assert.equal(readdirSync(join(host.env.VXVIRT_STATE_DIR, 'releasing')), [], "A's release was ended by its detached deletion");
+  assert.is(host.hook('vm-2', 'release', 'end', vm(2)).status, 0);
+  assert.is(host.link('vxbr42'), undefined, 'gone after the last release, once the lock is free');
 });
 
 it('many domains starting and stopping at once converge', async ({ host }) => {

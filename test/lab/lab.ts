@@ -678,8 +678,19 @@ export class Host {
       .filter((x): x is string => !!x);
   }
 
-  /** The vxvirt-looking devices (vxbr*, vxlan*) of the host, sorted. */
+  /**
+   * Wait until nobody holds vxvirt's host lock: a release (libvirt's hook
+   * returns at once) hands the deletion of a pair to a process that keeps the
+   * lock until the pair is gone.
+   */
+  async settle(): Promise<void> {
+    const r = await this.exec(['sh', '-c', '[ -e /run/vxvirt/lock ] || exit 0; exec flock --shared --wait 30 /run/vxvirt/lock true']);
+    if (r.code !== 0) throw new Error(`${this.name}: vxvirt's host lock was not free within 30 s: ${r.stderr.trim()}`);
+  }
+
+  /** The vxvirt-looking devices (vxbr*, vxlan*) of the host, sorted, once the host lock is free. */
   async vxDevices(): Promise<string[]> {
+    await this.settle();
     return (await this.links()).filter((n) => /^vx(br|lan)\d+$/.test(n)).sort();
   }
 

@@ -33,7 +33,7 @@ export function labSuite(title: string, name: string, hosts: number, options: Pi
   });
   const daemons = options.daemons === 'modular' ? 'virtqemud + virtnetworkd' : 'libvirtd';
   test(`lab: ${hosts} hosts with their own ${daemons}, vxvirt hook installed`, async () => {
-    for (const f of ['dist/cli.js', 'dist/hook.js', 'hooks/qemu']) {
+    for (const f of ['dist/cli.js', 'dist/hook.cjs', 'hooks/qemu']) {
       if (!existsSync(join(REPO, f))) {
         setupError = new Error(`${f} is missing: run 'npm ci && npm run build' first`);
         throw setupError;

@@ -15,6 +15,8 @@ export class FakeHost {
   users = new Map<string, Users>();
   domains = new Map<string, DomainRecord>();
   releasing = new Map<string, DomainRecord>();
+  /** Releases whose teardown went to a detached process (finishReleaseDetached). */
+  detached: string[] = [];
   /** The definitions the store holds (a broken file is named in `broken`). */
   defs: NetworkDefinition[] = [];
   broken: LoadedDefinitions['broken'] = [];
@@ -175,6 +177,13 @@ export class FakeHost {
       },
       pendingReleases: () => [...this.releasing].map(([key, record]) => ({ key, record: structuredClone(record) })),
       endRelease: (key) => void this.releasing.delete(key),
+      // The detached process, done at once: apply, then end the release (it holds the lock meanwhile).
+      finishReleaseDetached: (key, steps) => {
+        if (!this.lockHeld) throw new Error('teardown handed off without the host lock');
+        this.detached.push(key);
+        this.apply(steps);
+        this.releasing.delete(key);
+      },
       withHostLock: async (_holder, fn) => {
         // A FIFO mutex, like flock: concurrent callers wait their turn.
         const previous = this.lockQueue;
@@ -189,6 +198,8 @@ export class FakeHost {
           release();
         }
       },
+      // Every hand-off of the fake is done before its lock is released: nothing to wait for.
+      waitForHostLock: () => undefined,
       warn: (m) => this.warnings.push(m),
       log: (c) => this.changes.push(c),
       now: () => this.now,

@@ -1,7 +1,7 @@
 // Throwaway network namespaces for integration tests, and running vxvirt's
 // hook and CLI inside them exactly as libvirt and an operator would.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -72,14 +72,31 @@ export class TestHost {
     return sh('ip', this.inside(cmd, args, extraEnv), input);
   }
 
-  /** Run the hook as libvirt does: `qemu DOMAIN OP SUBOP EXTRA`, XML on stdin, libvirt's environment. */
-  hook(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Result {
-    return this.exec(this.hookPath, [domain, op, subop, '-'], xml, extraEnv);
+  /**
+   * Wait until nobody holds the host lock. A release (or port-deleted) hands
+   * the deletion of a pair to a process that keeps the lock until it is
+   * done, and returns before: whoever looks at the devices afterwards waits
+   * for the lock first, as `vxvirt status` does.
+   */
+  settle(): void {
+    const lock = join(this.env.VXVIRT_STATE_DIR, 'lock');
+    if (!existsSync(lock)) return;
+    const r = sh('flock', ['--shared', '--wait', '30', lock, 'true']);
+    if (r.status !== 0) throw new Error(`the host lock ${lock} was not free within 30 s: ${r.stderr}`);
   }
 
-  /** Run the network hook as libvirt does: `network NET OP SUBOP -`, <hookData> on stdin, libvirt's environment. */
+  /** Run the hook as libvirt does: `qemu DOMAIN OP SUBOP EXTRA`, XML on stdin, libvirt's environment; after a release, settle(). */
+  hook(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Result {
+    const r = this.exec(this.hookPath, [domain, op, subop, '-'], xml, extraEnv);
+    if (op === 'release') this.settle();
+    return r;
+  }
+
+  /** Run the network hook as libvirt does: `network NET OP SUBOP -`, <hookData> on stdin, libvirt's environment; after port-deleted, settle(). */
   networkHook(network: string, op: string, subop: string, hookData: string, extraEnv: Record<string, string> = {}): Result {
-    return this.exec(this.networkHookPath, [network, op, subop, '-'], hookData, extraEnv);
+    const r = this.exec(this.networkHookPath, [network, op, subop, '-'], hookData, extraEnv);
+    if (op === 'port-deleted') this.settle();
+    return r;
   }
 
   /** The hook without waiting for it, as libvirtd runs it for two domains at once. */
@@ -90,7 +107,10 @@ export class TestHost {
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));
       child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr }));
+      child.on('close', (status) => {
+        if (op === 'release') this.settle();
+        resolve({ status: status ?? -1, stdout, stderr });
+      });
       child.stdin.end(xml);
     });
   }

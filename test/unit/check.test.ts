@@ -40,7 +40,7 @@ const healthy = (): Facts => ({
     checkout: '/opt/vxvirt',
     executable: true,
     node: { path: '/usr/bin/node', version: 'v20.19.0' },
-    bundle: { checkout: '/opt/vxvirt', path: '/opt/vxvirt/dist/hook.js', exists: true },
+    bundle: { checkout: '/opt/vxvirt', path: '/opt/vxvirt/dist/hook.cjs', exists: true },
   },
   files: [
     file('/etc/vxvirt', 'config', 0o755),
@@ -108,7 +108,7 @@ test('flock, the kernel and node: each failure with its remedy', () => {
     [(f) => (f.vxlan = { error: 'unshare: unshare failed: Operation not permitted' }), 'WARN', 'kernel', /could not try/, /as root/],
     [(f) => (f.hook.node = { error: "node not found on libvirt's hook PATH" }), 'FAIL', 'node', /not found/, /ln -s "\$\(command -v node\)" \/usr\/local\/bin\/node/],
     [(f) => (f.hook.node = { path: '/usr/bin/node', version: 'v18.19.0' }), 'FAIL', 'node', /v18\.19\.0; the hook needs Node\.js 20/, /Node\.js 20/],
-    [(f) => (f.hook.bundle.exists = false), 'FAIL', 'hook bundle', /dist\/hook\.js is missing/, /cd \/opt\/vxvirt && npm ci && npm run build/],
+    [(f) => (f.hook.bundle.exists = false), 'FAIL', 'hook bundle', /dist\/hook\.cjs is missing/, /cd \/opt\/vxvirt && npm ci && npm run build/],
   ];
   for (const [change, level, subject, message, hint] of cases) {
     const x = only(with_(change));
@@ -162,7 +162,7 @@ test('the hook: not installed, beside another hook, stale, copied, not executabl
     [{ main: { kind: 'absent' } }, true, 'FAIL', /not installed in \/etc\/libvirt\/hooks: guests on vxvirt networks get no bridge/, /^vxvirt install-hook, then restart/],
     [{ main: foreign }, true, 'FAIL', /not installed .*\(\/etc\/libvirt\/hooks\/qemu is another hook: a file; vxvirt's goes to .*qemu\.d\/vxvirt\)/, /install-hook/],
     [{ main: older }, true, 'WARN', /runs the vxvirt at \/srv\/old\/hooks\/qemu, not this one \(\/opt\/vxvirt\)/, /install-hook/],
-    [{ main: { kind: 'vxvirt', current: false } }, true, 'FAIL', /is a copy of vxvirt's hook: from there it cannot find dist\/hook\.js/, /replaces the copy by a link/],
+    [{ main: { kind: 'vxvirt', current: false } }, true, 'FAIL', /is a copy of vxvirt's hook: from there it cannot find dist\/hook\.cjs/, /replaces the copy by a link/],
     [{}, false, 'FAIL', /is not executable: libvirt skips it/, /chmod 755 \/opt\/vxvirt\/hooks\/qemu/],
   ];
   for (const [state, executable, level, message, hint] of cases) {
@@ -337,7 +337,7 @@ test('the network hook: installed is OK; missing is a warning with the install h
   const netDir = (over: Partial<HooksDir> = {}): HooksDir => hooksDir({ kind: 'network', main: { kind: 'vxvirt', link: '/opt/vxvirt/hooks/network', current: true }, ...over });
   const withNet = (state: HooksDir, exists = true) =>
     with_((f) => {
-      f.hook.network = { state, executable: true, bundle: { checkout: '/opt/vxvirt', path: '/opt/vxvirt/dist/network-hook.js', exists } };
+      f.hook.network = { state, executable: true, bundle: { checkout: '/opt/vxvirt', path: '/opt/vxvirt/dist/network-hook.cjs', exists } };
     });
   assert.equal(problems(diagnose(withNet(netDir()))), []);
   assert.ok(diagnose(withNet(netDir())).some((f) => f.subject === 'network hook' && f.level === 'OK' && f.message === '/etc/libvirt/hooks/network -> /opt/vxvirt/hooks/network'));

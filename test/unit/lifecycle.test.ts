@@ -27,6 +27,27 @@ test('prepare creates the pair and records the domain; release removes both', as
   assert.is(h.users.size, 0);
 });
 
+test("the hook's release hands the last deletion to a detached process; a non-last release and the CLI's do not", async () => {
+  const h = host();
+  await ensureForDomain(A, [tut], h.effects());
+  await ensureForDomain(B, [tut, mc], h.effects());
+  // A is not the last user of tut: nothing to delete, nothing handed off, the release ends here.
+  assert.equal(await releaseDomain(A.key, h.effects(), { detach: true }), []);
+  assert.equal(h.detached, []);
+  assert.is(h.releasing.size, 0);
+  // B is the last of both: one hand-off deletes both pairs and ends B's release.
+  assert.equal(await releaseDomain(B.key, h.effects(), { detach: true }), ['tut', 'mc']);
+  assert.equal(h.detached, [B.key]);
+  assert.equal(h.names(), ['ens47f1']);
+  assert.is(h.releasing.size, 0);
+  assert.equal(h.changes.filter((c) => c.action === 'deleted').map((c) => c.network), ['tut', 'mc']);
+  // Without detach (the CLI), the release deletes and ends itself.
+  await ensureForDomain(A, [tut], h.effects());
+  await releaseDomain(A.key, h.effects());
+  assert.equal(h.detached, [B.key]);
+  assert.equal(h.names(), ['ens47f1']);
+});
+
 test('double prepare, double release and release without prepare are harmless', async () => {
   const h = host();
   await ensureForDomain(A, [tut], h.effects());
