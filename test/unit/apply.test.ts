@@ -92,7 +92,10 @@ test('--prune removes what the file lacks, refused while guests use it; without 
 test('a network kept beside the file may not share a VNI with one of the file\'s', () => {
   const plan = planApply([def('old', 42)], [def('t1', 42)], none, { prune: false });
   assert.equal(plan.refused, ['network t1: --vni 42: already used by network old (not in the file: remove it, or apply with --prune)']);
-  assert.equal(planApply([def('old', 42)], [def('t1', 42)], none, { prune: true }).refused, []);
+  const pruned = planApply([def('old', 42)], [def('t1', 42)], none, { prune: true });
+  assert.equal(pruned.refused, []);
+  // The removal first: it frees the VNI the new network takes.
+  assert.equal(pruned.steps.map(describeStep), ['remove network old (VNI 42)', 'create network t1: VNI 42 on eth1']);
 });
 
 test.run();
