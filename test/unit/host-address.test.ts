@@ -5,7 +5,8 @@ import * as assert from 'uvu/assert';
 import { DefinitionError } from '../../src/errors.ts';
 import { addressesNeeded, resolveForHost, type HostAddress } from '../../src/host-address.ts';
 import { floodingMode, serializeDefinition, parseStoredDefinition, validateDefinition, type DefinitionInput } from '../../src/network-definition.ts';
-import { desiredVxlan, planEnsure, renderBridgeBatch, type Observed } from '../../src/plan.ts';
+import { renderBridgeBatch } from '../../src/iproute.ts';
+import { desiredVxlan, planEnsure, type Observed } from '../../src/plan.ts';
 
 const def = (extra: Partial<DefinitionInput> = {}) => validateDefinition({ name: 'fleet', vni: 42, dev: 'eth1', ...extra });
 const fleet = ['192.168.8.100', '192.168.8.101', '192.168.8.102'];
