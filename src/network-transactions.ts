@@ -221,6 +221,11 @@ export async function setPeers(name: string, remotes: string[], fx: Effects): Pr
     name,
     'set-peers',
     (old) => {
+      if (old.evpn) {
+        throw new DefinitionError(
+          `network ${old.name} is an EVPN network: its peers come from BGP (FRR announces each host's VTEP), not from a list; to change its flooding mode use redefine`,
+        );
+      }
       if (old.group !== undefined) {
         throw new DefinitionError(`network ${old.name} floods to multicast group ${old.group}, it has no peers: change its flooding mode with redefine`);
       }

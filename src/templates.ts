@@ -1,6 +1,7 @@
 // The XML vxvirt writes into libvirt's documents: its namespace, and the
 // skeletons in templates/ (a NIC for the generator, a libvirt network for
-// libvirt/networks.ts) with their {{field}}s filled. Pure but for reading a
+// libvirt/networks.ts) with their {{field}}s filled; and the reading of
+// templates/frr-bgp-evpn.conf, which frr.ts fills. Pure but for reading a
 // template file.
 import { readFileSync } from 'node:fs';
 import { InternalError } from './errors.ts';
@@ -14,6 +15,11 @@ export function readTemplate(name: 'interface.xml' | 'network.xml'): string {
   const text = readFileSync(new URL(`../templates/${name}`, import.meta.url), 'utf8');
   // The leading comment documents the template; it is not part of the output.
   return text.replace(/^\s*<!--[\s\S]*?-->\s*/, '');
+}
+
+/** templates/frr-bgp-evpn.conf as it is (frr.ts's renderFrrConfig drops its leading comment and fills it). */
+export function readFrrTemplate(): string {
+  return readFileSync(new URL('../templates/frr-bgp-evpn.conf', import.meta.url), 'utf8');
 }
 
 /**

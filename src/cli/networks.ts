@@ -10,7 +10,7 @@ import { hostStatus, type DeviceView, type HostStatus, type LibvirtNetworkStatus
 import * as store from '../store.ts';
 import { printJson, table } from './output.ts';
 
-const peersOf = (def: NetworkDefinition): string => def.group ?? def.remotes.join(',');
+const peersOf = (def: NetworkDefinition): string => (def.evpn ? 'BGP' : (def.group ?? def.remotes.join(',')));
 
 function networkSummary(def: NetworkDefinition) {
   return {
@@ -25,6 +25,7 @@ function networkSummary(def: NetworkDefinition) {
     mtu: def.mtu ?? null,
     ttl: def.ttl ?? null,
     learning: def.learning,
+    evpn: def.evpn === true,
     libvirt: def.libvirt ?? null,
     bridge: bridgeName(def.vni),
     vxlan: vxlanName(def.vni),

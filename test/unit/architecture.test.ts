@@ -15,7 +15,7 @@ const src = join(root, 'src');
 const LAYERS: Record<string, readonly string[]> = {
   pure: [
     'errors.ts', 'network-definition.ts', 'xml.ts', 'domain-xml.ts', 'generator.ts', 'plan.ts', 'users.ts',
-    'drift.ts', 'reconcile.ts', 'redefine.ts', 'check.ts', 'host-limits.ts', 'hook-plan.ts', 'network-port.ts',
+    'drift.ts', 'reconcile.ts', 'redefine.ts', 'check.ts', 'frr.ts', 'host-limits.ts', 'hook-plan.ts', 'network-port.ts',
     'templates.ts', 'libvirt/virsh-output.ts', 'libvirt/choice.ts', 'host-address.ts', 'apply.ts',
   ],
   effects: [
