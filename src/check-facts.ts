@@ -13,7 +13,8 @@ import { unrecordedGuests } from './drift.ts';
 import { oneLine } from './errors.ts';
 import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
-import { describeFailure, exec, observe, parseLinks, run, type Output } from './iproute.ts';
+import { addressesNeeded, resolveForHost } from './host-address.ts';
+import { describeFailure, exec, observe, parseLinks, readAddresses, run, type Output } from './iproute.ts';
 import { describeAccess, libvirtAccess, listActiveDomains } from './libvirt/index.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned, type Link } from './plan.ts';
@@ -57,26 +58,6 @@ export async function readLinksWithFlags(): Promise<{ links: Map<string, Link>; 
     flags.set(l.ifname, f);
   }
   return { links: parseLinks(out), flags };
-}
-
-export interface AddressInfo {
-  dev: string;
-  /** In the kernel's spelling, as definitions store it. */
-  address: string;
-  tentative: boolean;
-  dadfailed: boolean;
-}
-
-/** The addresses assigned on this host (`ip -j addr show`). */
-export async function readAddresses(): Promise<AddressInfo[]> {
-  type AddrJson = { ifname: string; addr_info?: Array<{ local?: string; tentative?: boolean; dadfailed?: boolean }> };
-  const out: AddressInfo[] = [];
-  for (const l of JSON.parse((await run('ip', ['-j', 'addr', 'show'])) || '[]') as AddrJson[]) {
-    for (const a of l.addr_info ?? []) {
-      if (a.local) out.push({ dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true });
-    }
-  }
-  return out;
 }
 
 /** The kernel's route for a destination (`ip -j route get`), optionally as sent through `oif`; a failed lookup is `error`. */
@@ -224,7 +205,7 @@ function fileFacts(path: string, role: FileFacts['role']): FileFacts | undefined
 async function networkFacts(defs: readonly NetworkDefinition[]): Promise<NetworkFacts[]> {
   if (defs.length === 0) return [];
   const { links, flags } = await readLinksWithFlags();
-  const addresses = defs.some((d) => d.local !== undefined) ? await readAddresses() : [];
+  const addresses = defs.some((d) => addressesNeeded(d) !== undefined || d.local !== undefined) ? await readAddresses() : [];
   const out: NetworkFacts[] = [];
   for (const def of defs) {
     const n: NetworkFacts = { def, foreignDevices: [] };
@@ -232,6 +213,15 @@ async function networkFacts(defs: readonly NetworkDefinition[]): Promise<Network
     if (dev) {
       const f = flags.get(def.dev)?.flags ?? [];
       n.underlay = { up: dev.up, lowerUp: f.includes('LOWER_UP'), multicast: f.includes('MULTICAST'), mtu: dev.mtu };
+    }
+    if (def.local === undefined && dev) {
+      // The same resolution the hook makes: check expects the device prepare makes.
+      try {
+        const address = resolveForHost(def, addresses).local!;
+        n.auto = { address, where: addresses.filter((a) => a.address === address).map(({ dev: d, tentative, dadfailed }) => ({ dev: d, tentative, dadfailed })) };
+      } catch (err) {
+        n.auto = { error: oneLine(err) };
+      }
     }
     if (def.local !== undefined) {
       n.local = addresses.filter((a) => a.address === def.local).map(({ dev: d, tentative, dadfailed }) => ({ dev: d, tentative, dadfailed }));

@@ -15,6 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { crashPoint, crashPointInChild } from './crash-point.ts';
 import { ToolError } from './errors.ts';
+import type { HostAddress } from './host-address.ts';
 import { vniOfBridge } from './network-definition.ts';
 import { NEIGH_SYSCTLS, type Link, type NeighSettings, type Observed, type Step } from './plan.ts';
 import { readSysctl, writeSysctl } from './sysctl.ts';
@@ -74,6 +75,25 @@ export function parseLinks(json: string): Map<string, Link> {
     links.set(link.name, link);
   }
   return links;
+}
+
+interface IpAddrJson {
+  ifname: string;
+  addr_info?: Array<{ local?: string; scope?: string; tentative?: boolean; dadfailed?: boolean }>;
+}
+
+/** Parse `ip -j addr show` output: every address, by device. */
+function parseAddresses(json: string): AddressInfo[] {
+  const out: AddressInfo[] = [];
+  for (const l of JSON.parse(json || '[]') as IpAddrJson[]) {
+    for (const a of l.addr_info ?? []) {
+      if (!a.local) continue;
+      const addr: AddressInfo = { dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true };
+      if (a.scope !== undefined) addr.scope = a.scope;
+      out.push(addr);
+    }
+  }
+  return out;
 }
 
 /** Parse `bridge -j fdb show dev X`: destinations of the all-zero (flood) entries. */
@@ -285,6 +305,8 @@ export interface ObserveQuery {
   devices: readonly string[];
   portsOf?: readonly string[];
   fdbDevices?: readonly string[];
+  /** Read this host's addresses of that family (host-address.ts). */
+  addresses?: 4 | 6;
   /** Bridges whose neighbour settings (arp_accept, …) to read. */
   neighOf?: readonly string[];
 }
@@ -326,7 +348,17 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
   for (const dev of query.fdbDevices ?? []) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
   }
-  return { links, floodDsts };
+  const observed: Observed = { links, floodDsts };
+  if (query.addresses !== undefined) {
+    // `to 0.0.0.0/0` (`::/0`) keeps only devices with an address of that
+    // family: the answer grows with the host's addresses, not its devices.
+    const command = `addr show to ${query.addresses === 4 ? '0.0.0.0/0' : '::/0'}`;
+    const lines = await ip.command(command);
+    const errors = lines.filter((l) => !isJson(l) && !isBatchNoise(l));
+    if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${command}')`);
+    observed.addresses = lines.filter(isJson).flatMap(parseAddresses);
+  }
+  return observed;
 }
 
 /** Read every device of the host (for commands that survey everything, never the hook). */
@@ -337,7 +369,7 @@ export async function observeAll(fdbDevices: readonly string[] = []): Promise<Ob
   for (const dev of fdbDevices) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
   }
-  return { links, floodDsts };
+  return { links, floodDsts, addresses: await readAddresses() };
 }
 
 /**
@@ -403,6 +435,17 @@ export async function linkMtu(dev: string): Promise<number | undefined> {
   const r = await exec('ip', ['-j', 'link', 'show', 'dev', dev]);
   if (r.status !== 0) return undefined;
   return parseLinks(r.stdout).get(dev)?.mtu;
+}
+
+/** An address of this host as `ip -j addr show` reports it. */
+export interface AddressInfo extends HostAddress {
+  tentative: boolean;
+  dadfailed: boolean;
+}
+
+/** Every address assigned on this host (`ip -j addr show`): observeAll's, and what `vxvirt check` looks at. */
+export async function readAddresses(): Promise<AddressInfo[]> {
+  return parseAddresses(await run('ip', ['-j', 'addr', 'show']));
 }
 
 /** The lines of an `ip -batch` script for the link steps (fdb steps are not ip's). */

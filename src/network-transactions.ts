@@ -1,5 +1,5 @@
-// The commands that change a network's definition — define-network,
-// undefine-network, set-peers and redefine — as transactions: each reads the
+// The commands that change network definitions — define-network,
+// undefine-network, set-peers, redefine and apply — as transactions: each reads the
 // definitions, refuses what must not be done, writes under the host lock and
 // brings this host's devices along, through the same Effects record as the
 // hooks' lifecycle (so tests run them on a fake host) and, for the libvirt
@@ -15,6 +15,7 @@ import { bridgeName, checkNoConflict, overlayMtu, validateDefinition, vxlanName,
 import { ownedPairDevices, type Step } from './plan.ts';
 import { planRedefine, refusalMessage, vniMessage, type RedefinePlan } from './redefine.ts';
 import { hasUsers, userNames } from './users.ts';
+import { planApply, type ApplyPlan, type ApplyStep, type Usage } from './apply.ts';
 
 // ---- define-network -----------------------------------------------------------
 
@@ -241,4 +242,119 @@ export async function redefineNetwork(next: NetworkDefinition, fx: Effects): Pro
   const changed = await changeNetwork(next.name, 'redefine', (old) => (old.libvirt === undefined ? next : { ...next, libvirt: old.libvirt }), fx);
   logChanged('redefine', changed, fx);
   return changed;
+}
+
+// ---- apply --------------------------------------------------------------------
+
+export interface ApplyOptions {
+  prune: boolean;
+  dryRun: boolean;
+  /** Whether to make and remove the libvirt networks that go with the definitions now. */
+  libvirt: boolean;
+}
+
+export interface Applied {
+  plan: ApplyPlan;
+  /** Per network changed while in use: the steps its live update took. */
+  live: Map<string, Step[]>;
+  /** A libvirt network libvirt refused (not vxvirt's): the definitions are applied, the command still fails. */
+  libvirtFailure?: VxvirtError;
+}
+
+/** What uses each network here: its users, and vxvirt's devices of it that exist. */
+async function usageOf(defs: readonly NetworkDefinition[], fx: Effects): Promise<Map<string, Usage>> {
+  const out = new Map<string, Usage>();
+  if (defs.length === 0) return out;
+  const observed = await fx.observe({ devices: defs.flatMap((d) => [bridgeName(d.vni), vxlanName(d.vni)]) });
+  for (const d of defs) out.set(d.name, { users: userNames(fx.readUsers(d.name)), devices: ownedPairDevices(d.vni, observed) });
+  return out;
+}
+
+/** One change of apply's, as redefine makes it: written, live devices brought along, written back if that fails. */
+async function applyChange(step: Extract<ApplyStep, { op: 'change' }>, live: Map<string, Step[]>, fx: Effects): Promise<void> {
+  const { old, next } = step;
+  fx.writeDefinition(next);
+  try {
+    const steps = await updateLiveNetwork(next, fx);
+    if (steps !== undefined) live.set(next.name, steps);
+    // A new VNI (only while unused): the old VNI's pair goes, as with define-network --replace.
+    if (old.vni !== next.vni) await removeUnusedPairs([old], fx);
+  } catch (err) {
+    fx.writeDefinition(old);
+    await updateLiveNetwork(old, fx).catch((e: Error) => fx.warn(`network ${old.name}: could not restore its devices: ${e.message}`));
+    throw withSuffix(err, `; network ${old.name} is left as it was (the steps before it were applied)`);
+  }
+  fx.log({
+    network: next.name,
+    action: step.changes.every((c) => c.what === '--remote') ? 'peers-changed' : 'redefined',
+    command: 'apply',
+    changed: step.changes.map((c) => c.what.replace(/^--/, '').replace(/ /g, '-')),
+    added: step.plan.added.length ? step.plan.added : undefined,
+    removed: step.plan.removed.length ? step.plan.removed : undefined,
+    live: live.has(next.name),
+  });
+}
+
+/** The libvirt networks that go with the applied steps, after the lock: made where wanted, removed with pruned networks. */
+async function applyLibvirt(steps: readonly ApplyStep[], fx: Effects, lv: Libvirt): Promise<VxvirtError | undefined> {
+  let failure: VxvirtError | undefined;
+  for (const s of steps) {
+    const def = s.op === 'change' ? s.next : s.def;
+    const make = def.libvirt === true && (s.op === 'create' || (s.op === 'change' && s.changes.some((c) => c.what === '--vni' || c.what === '--libvirt')));
+    const drop = (s.op === 'remove' && def.libvirt === true) || (s.op === 'change' && s.old.libvirt === true && s.next.libvirt === false);
+    if (!make && !drop) continue;
+    try {
+      if (drop) await lv.undefineNetwork(def.name);
+      else await lv.defineNetwork(def);
+    } catch (err) {
+      if (err instanceof LibvirtUnreachableError) {
+        fx.warn(`libvirt networks not updated (${err.message}): \`vxvirt reconcile\` makes and removes them once libvirt is reachable`);
+        break;
+      }
+      if (!(err instanceof VxvirtError)) throw err;
+      fx.warn(err.message);
+      failure ??= err;
+    }
+  }
+  return failure;
+}
+
+/**
+ * `apply`: make this host's definitions equal to `wanted` (a file, read and
+ * validated whole by apply.ts). Under the host lock: plan from the
+ * definitions and what uses them, refuse the whole file if any part is
+ * refused (nothing is changed), else remove, change and create step by
+ * step; then the libvirt networks, outside the lock.
+ */
+export async function applyNetworks(wanted: readonly NetworkDefinition[], o: ApplyOptions, fx: Effects, lv: Libvirt): Promise<Applied> {
+  // As define-network: an --mtu the underlay cannot carry is refused now where the underlay is here.
+  for (const def of wanted) {
+    const devMtu = await fx.linkMtu(def.dev);
+    if (devMtu !== undefined) overlayMtu(def, devMtu);
+  }
+  const applied = await fx.withHostLock(o.dryRun ? 'apply --dry-run' : 'apply', async (): Promise<Applied> => {
+    const { defs: current, broken } = fx.loadDefinitions();
+    for (const b of broken) {
+      fx.warn(wanted.some((w) => w.name === b.name) ? `network ${b.name}: its definition cannot be read (${b.error.message}); the file's replaces it` : `skipping network ${b.name}: ${b.error.message}`);
+    }
+    const plan = planApply(current, wanted, await usageOf(current, fx), { prune: o.prune });
+    if (plan.refused.length > 0) throw new DefinitionError(`nothing applied: ${plan.refused.join('; ')}`);
+    const live = new Map<string, Step[]>();
+    if (o.dryRun) return { plan, live };
+    for (const step of plan.steps) {
+      if (step.op === 'change') await applyChange(step, live, fx);
+      else if (step.op === 'create') {
+        fx.writeDefinition(step.def);
+        fx.log({ network: step.def.name, action: 'defined', command: 'apply' });
+      } else {
+        await removeUnusedPairs([step.def], fx);
+        fx.removeDefinition(step.def.name);
+        fx.log({ network: step.def.name, action: 'undefined', command: 'apply' });
+      }
+    }
+    return { plan, live };
+  });
+  if (o.dryRun || !o.libvirt) return applied;
+  const libvirtFailure = await applyLibvirt(applied.plan.steps, fx, lv);
+  return libvirtFailure ? { ...applied, libvirtFailure } : applied;
 }

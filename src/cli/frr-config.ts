@@ -4,7 +4,7 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { frrConfig, renderFrrConfig } from '../frr.ts';
 import { readFrrTemplate } from '../templates.ts';
-import { readAddresses } from '../check-facts.ts';
+import { readAddresses } from '../iproute.ts';
 import { floodingMode } from '../network-definition.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';

@@ -19,6 +19,7 @@ import { check } from './check.ts';
 import { frrConfigCommand } from './frr-config.ts';
 import { completion } from './completion.ts';
 import { reconcileCommand } from './reconcile.ts';
+import { applyCommand } from './apply.ts';
 
 // Commands in the order `vxvirt --help` lists them.
 const commands = [
@@ -26,6 +27,7 @@ const commands = [
   setPeers,
   redefine,
   undefineNetwork,
+  applyCommand,
   listNetworks,
   status,
   reconcileCommand,

@@ -14,7 +14,7 @@ import { definitionFromArgs, definitionOptions, type DefinitionArgs } from './de
 import { list } from './options.ts';
 
 /** What the live update did, for people. */
-function describeLive(def: NetworkDefinition, steps: readonly Step[]): string {
+export function describeLive(def: NetworkDefinition, steps: readonly Step[]): string {
   const vx = vxlanName(def.vni);
   if (steps.length === 0) return `${vx} already matched`;
   const count = (op: Step['op']): number => steps.filter((s) => s.op === op).length;

@@ -97,6 +97,8 @@ it('IPv6: a join refused for want of socket option memory names net.core.optmem_
   // No count limits IPv6 groups: each membership takes option memory of the
   // VXLAN socket, up to net.core.optmem_max bytes. At 0 the first join fails.
   sysctl(host, 'net.core.optmem_max', 0);
+  // Without --local the vxlan sends from the underlay's own IPv6 address.
+  host.ip('addr', 'add', 'fd00:8::100/64', 'dev', 'ens47f1', 'nodad');
   define(host, 'v6', 106, 'ff05::6');
   const r = host.hook('vm6', 'prepare', 'begin', guest(6, 106));
   assert.is(r.status, 1, r.stderr);
