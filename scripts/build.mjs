@@ -8,10 +8,16 @@
 import { build } from 'esbuild';
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
+
+// --metafile FILE: also write esbuild's account of what went into each bundle
+// (scripts/package.mjs lists the bundled npm packages' licenses from it).
+const metafileArg = process.argv.indexOf('--metafile');
+const metafilePath = metafileArg >= 0 ? process.argv[metafileArg + 1] : undefined;
 
 const entries = {
   cli: 'src/cli/main.ts',
@@ -23,6 +29,18 @@ const executable = new Set(['cli']);
 
 // ESM bundles still meet CommonJS dependencies (yargs' and execa's helpers)
 // that call require(): give them one.
+// yargs' ESM entry takes cliui's ESM wrapper, which wraps --help text by
+// cutting lines at the width, mid-word ("the kerne / l allows"); its CommonJS
+// build wraps at word boundaries (wrap-ansi). Bundle that one.
+const cliuiWordWrap = {
+  name: 'cliui-word-wrap',
+  setup(b) {
+    b.onResolve({ filter: /^cliui$/ }, (args) => ({
+      path: createRequire(args.importer).resolve('cliui'),
+    }));
+  },
+};
+
 const banner =
   "import { createRequire as __vxvirtRequire } from 'node:module'; const require = __vxvirtRequire(import.meta.url);";
 
@@ -39,6 +57,8 @@ const result = await build({
   define: { VXVIRT_CRASH_POINTS: 'false' },
   minifySyntax: true,
   banner: { js: banner },
+  plugins: [cliuiWordWrap],
+  metafile: metafilePath !== undefined,
 });
 
 for (const file of result.outputFiles) {
@@ -53,3 +73,5 @@ for (const file of result.outputFiles) {
     throw err;
   }
 }
+
+if (metafilePath) await writeFile(metafilePath, JSON.stringify(result.metafile));
