@@ -64,6 +64,11 @@ export class NotConvergedError extends VxvirtError {
   override readonly exitCode = 11;
 }
 
+/** The same kind of error (so the same exit status) with another message; the error itself becomes its cause. */
+export function withMessage(err: VxvirtError, message: string): VxvirtError {
+  return new (err.constructor as new (m: string, o: { cause?: unknown }) => VxvirtError)(message, { cause: err });
+}
+
 /** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */
 export function oneLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);

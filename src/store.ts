@@ -47,7 +47,8 @@ import {
 import { dirname, join } from 'node:path';
 import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
-import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
+import { emptyUsers, hasUsers, parseDomainRecord, parseUsers, serializeUsers, type DomainRecord, type PendingRelease, type RecordedDomain, type Users } from './users.ts';
+import { isUuid } from './domain-xml.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
 export const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
@@ -339,18 +340,7 @@ export function writeUsers(network: string, users: Users): void {
 
 // ---- per-domain records ----------------------------------------------------
 
-/** A network a domain was recorded on, with its VNI so teardown needs no definition. */
-export interface RecordedNetwork {
-  name: string;
-  vni: number;
-}
 
-export interface DomainRecord {
-  name: string;
-  networks: RecordedNetwork[];
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * A domain's record file name: its UUID (what hooks/qemu looks for without
@@ -358,16 +348,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * reach the file system as a path.
  */
 function domainFileName(key: string): string {
-  return UUID.test(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
+  return isUuid(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
 }
 
-function parseDomainRecord(text: string, fallbackName: string): DomainRecord {
-  const raw = JSON.parse(text) as Partial<DomainRecord> | null;
-  const networks = Array.isArray(raw?.networks)
-    ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
-    : [];
-  return { name: typeof raw?.name === 'string' ? raw.name : fallbackName, networks };
-}
 
 export function readDomainRecord(key: string): DomainRecord | undefined {
   const text = readStateFile(join(domainsDir(), domainFileName(key)));
@@ -381,10 +364,6 @@ export function writeDomainRecord(key: string, record: DomainRecord): void {
   else writeStateFile(path, `${JSON.stringify({ key, ...record }, null, 2)}\n`);
 }
 
-export interface RecordedDomain {
-  key: string;
-  record: DomainRecord;
-}
 
 /** The records of a directory of domain records: each with the key written in it (else its file name). */
 function readRecords(dir: string): RecordedDomain[] {
@@ -437,7 +416,6 @@ export function beginPartialRelease(key: string, record: DomainRecord): void {
   writeStateFile(join(releasingDir(), domainFileName(key)), `${JSON.stringify({ key, ...record }, null, 2)}\n`);
 }
 
-export type PendingRelease = RecordedDomain;
 
 /** Releases a killed process left unfinished (usually none: one readdir). */
 export function pendingReleases(): PendingRelease[] {

@@ -12,6 +12,8 @@
 // `vxvirt reconcile` made from a running domain) has `macs` unset: an unplug
 // never ends it, only the domain's stop — it stays unknown until then.
 
+import { NAME_PATTERN } from './network-definition.ts';
+
 export interface UserRecord {
   /** The domain's name when it was recorded, for humans (`vxvirt status`). */
   name: string;
@@ -103,4 +105,35 @@ export function parseUsers(text: string): Users {
     }
   }
   return out;
+}
+
+// ---- per-domain records ------------------------------------------------------
+// The other side of the users files: the networks a domain was recorded on
+// (store.ts keeps one file per domain), so a release needs no definition.
+
+/** A network a domain was recorded on, with its VNI so teardown needs no definition. */
+export interface RecordedNetwork {
+  name: string;
+  vni: number;
+}
+
+export interface DomainRecord {
+  name: string;
+  networks: RecordedNetwork[];
+}
+
+export interface RecordedDomain {
+  key: string;
+  record: DomainRecord;
+}
+
+/** A release a killed process left in releasing/. */
+export type PendingRelease = RecordedDomain;
+
+export function parseDomainRecord(text: string, fallbackName: string): DomainRecord {
+  const raw = JSON.parse(text) as Partial<DomainRecord> | null;
+  const networks = Array.isArray(raw?.networks)
+    ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
+    : [];
+  return { name: typeof raw?.name === 'string' ? raw.name : fallbackName, networks };
 }

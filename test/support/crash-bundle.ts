@@ -1,5 +1,5 @@
 // The hook bundle with crash points compiled in (src/crash-point.ts):
-// package.json's build, but VXVIRT_CRASH_POINTS=true. Run with node exactly as
+// scripts/build.mjs's build, but VXVIRT_CRASH_POINTS=true. Run with node exactly as
 // hooks/qemu runs dist/hook.js; VXVIRT_CRASH_AT=POINT kills it there,
 // VXVIRT_PAUSE_AT=POINT stops it there until SIGCONT.
 import { spawnSync } from 'node:child_process';
@@ -16,9 +16,9 @@ export function crashPointsInSource(): string[] {
 
 /** Build the bundle of `entry` (the qemu hook's by default) into `dir` as NAME.mjs; returns its path. */
 export function buildCrashBundle(dir: string, entry = 'src/hook-main.ts', name = 'hook'): string {
-  const build = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build;
-  const banner = /--banner:js="((?:[^"\\]|\\.)*)"/.exec(build)?.[1]?.replace(/\\(.)/g, '$1');
-  assert.ok(banner, 'the banner of package.json\'s build script');
+  const build = readFileSync(join(repo, 'scripts/build.mjs'), 'utf8');
+  const banner = /const banner =\s*"((?:[^"\\]|\\.)*)"/.exec(build)?.[1]?.replace(/\\(.)/g, '$1');
+  assert.ok(banner, 'the banner of the build script (scripts/build.mjs)');
   // .mjs: outside the repository no package.json says "type": "module".
   const out = join(dir, `${name}.mjs`);
   const r = spawnSync(
