@@ -5,15 +5,21 @@
 // Each bundle is written beside its final name and renamed over it: rename(2)
 // is atomic, so a hook that libvirt starts while a build (or an upgrade) runs
 // loads the old bundle or the new one, never a mix of both.
+//
+//   node scripts/build.mjs [--outdir DIR] [--version VERSION]
+//
+// --outdir: where the bundles go (default dist/ of this checkout); --version:
+// the version the bundles say they are (default package.json's), e.g. to
+// build two distinguishable versions for the upgrade test.
 import { build } from 'esbuild';
-import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = join(root, 'dist');
 
-const entries = {
+export const entries = {
   cli: 'src/cli/main.ts',
   hook: 'src/hook-main.ts',
   'network-hook': 'src/network-hook-main.ts',
@@ -23,33 +29,43 @@ const executable = new Set(['cli']);
 
 // ESM bundles still meet CommonJS dependencies (yargs' and execa's helpers)
 // that call require(): give them one.
-const banner =
+export const banner =
   "import { createRequire as __vxvirtRequire } from 'node:module'; const require = __vxvirtRequire(import.meta.url);";
 
-await mkdir(dist, { recursive: true });
-const result = await build({
-  entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, join(root, file)])),
-  bundle: true,
-  platform: 'node',
-  target: 'node18.19',
-  format: 'esm',
-  outdir: dist,
-  write: false,
-  logLevel: 'warning',
-  define: { VXVIRT_CRASH_POINTS: 'false' },
-  minifySyntax: true,
-  banner: { js: banner },
-});
+/** Build every entry into `outdir`, each bundle renamed into place. */
+export async function buildBundles({ outdir = join(root, 'dist'), version } = {}) {
+  version ??= JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
+  outdir = resolve(outdir);
+  await mkdir(outdir, { recursive: true });
+  const result = await build({
+    entryPoints: Object.fromEntries(Object.entries(entries).map(([name, file]) => [name, join(root, file)])),
+    bundle: true,
+    platform: 'node',
+    target: 'node18.19',
+    format: 'esm',
+    outdir,
+    write: false,
+    logLevel: 'warning',
+    define: { VXVIRT_CRASH_POINTS: 'false', VXVIRT_VERSION: JSON.stringify(version) },
+    minifySyntax: true,
+    banner: { js: banner },
+  });
 
-for (const file of result.outputFiles) {
-  const name = file.path.slice(dist.length + 1).replace(/\.js$/, '');
-  const beside = `${file.path}.new-${process.pid}`;
-  try {
-    await writeFile(beside, file.contents, { mode: executable.has(name) ? 0o755 : 0o644 });
-    if (executable.has(name)) await chmod(beside, 0o755);
-    await rename(beside, file.path);
-  } catch (err) {
-    await rm(beside, { force: true });
-    throw err;
+  for (const file of result.outputFiles) {
+    const name = file.path.slice(outdir.length + 1).replace(/\.js$/, '');
+    const beside = `${file.path}.new-${process.pid}`;
+    try {
+      await writeFile(beside, file.contents, { mode: executable.has(name) ? 0o755 : 0o644 });
+      if (executable.has(name)) await chmod(beside, 0o755);
+      await rename(beside, file.path);
+    } catch (err) {
+      await rm(beside, { force: true });
+      throw err;
+    }
   }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const { values } = parseArgs({ options: { outdir: { type: 'string' }, version: { type: 'string' } } });
+  await buildBundles(values);
 }

@@ -47,6 +47,7 @@ import {
 import { dirname, join } from 'node:path';
 import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
+import { FORMATS, parseObject, readFormat, stamped } from './formats.ts';
 import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
@@ -323,8 +324,9 @@ function removeIndexEntriesOf(name: string, keepVni?: number): void {
 const usersPath = (network: string): string => join(usersDir(), `${network}.json`);
 
 export function readUsers(network: string): Users {
-  const text = readStateFile(usersPath(network));
-  return text === undefined ? emptyUsers() : parseUsers(text);
+  const path = usersPath(network);
+  const text = readStateFile(path);
+  return text === undefined ? emptyUsers() : parseUsers(text, path);
 }
 
 /** Networks that have a users file (possibly of networks no longer defined). */
@@ -361,24 +363,29 @@ function domainFileName(key: string): string {
   return UUID.test(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
 }
 
-function parseDomainRecord(text: string, fallbackName: string): DomainRecord {
-  const raw = JSON.parse(text) as Partial<DomainRecord> | null;
-  const networks = Array.isArray(raw?.networks)
+/** A domain record: an older format converted, a newer one refused (NewerFormatError). */
+function parseDomainRecord(text: string, fallbackName: string, source: string): DomainRecord {
+  const raw = readFormat(parseObject(text, source), source, FORMATS['domain-record']).raw as Partial<DomainRecord>;
+  const networks = Array.isArray(raw.networks)
     ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
     : [];
-  return { name: typeof raw?.name === 'string' ? raw.name : fallbackName, networks };
+  return { name: typeof raw.name === 'string' ? raw.name : fallbackName, networks };
 }
 
+/** A domain record as stored, with the current format version. */
+const serializeDomainRecord = (key: string, record: DomainRecord): string => `${JSON.stringify(stamped(FORMATS['domain-record'], { key, ...record }), null, 2)}\n`;
+
 export function readDomainRecord(key: string): DomainRecord | undefined {
-  const text = readStateFile(join(domainsDir(), domainFileName(key)));
-  return text === undefined ? undefined : parseDomainRecord(text, key);
+  const path = join(domainsDir(), domainFileName(key));
+  const text = readStateFile(path);
+  return text === undefined ? undefined : parseDomainRecord(text, key, path);
 }
 
 /** Write (or with no networks, remove) a domain's record. */
 export function writeDomainRecord(key: string, record: DomainRecord): void {
   const path = join(domainsDir(), domainFileName(key));
   if (record.networks.length === 0) rmSync(path, { force: true });
-  else writeStateFile(path, `${JSON.stringify({ key, ...record }, null, 2)}\n`);
+  else writeStateFile(path, serializeDomainRecord(key, record));
 }
 
 export interface RecordedDomain {
@@ -390,7 +397,8 @@ export interface RecordedDomain {
 function readRecords(dir: string): RecordedDomain[] {
   const out: RecordedDomain[] = [];
   for (const base of jsonNames(dir)) {
-    const text = readStateFile(join(dir, `${base}.json`));
+    const path = join(dir, `${base}.json`);
+    const text = readStateFile(path);
     if (text === undefined) continue;
     let key = base;
     try {
@@ -399,7 +407,7 @@ function readRecords(dir: string): RecordedDomain[] {
     } catch {
       // a torn file cannot happen (atomic writes); a hand-edited one still ends
     }
-    out.push({ key, record: parseDomainRecord(text, key) });
+    out.push({ key, record: parseDomainRecord(text, key, path) });
   }
   return out;
 }
@@ -424,7 +432,7 @@ export function beginRelease(key: string): DomainRecord | undefined {
     if (!isMissing(err)) throw err;
   }
   const text = readStateFile(to);
-  return text === undefined ? undefined : parseDomainRecord(text, key);
+  return text === undefined ? undefined : parseDomainRecord(text, key, to);
 }
 
 /**
@@ -434,7 +442,7 @@ export function beginRelease(key: string): DomainRecord | undefined {
  * domain's record stays in domains/ (it still runs).
  */
 export function beginPartialRelease(key: string, record: DomainRecord): void {
-  writeStateFile(join(releasingDir(), domainFileName(key)), `${JSON.stringify({ key, ...record }, null, 2)}\n`);
+  writeStateFile(join(releasingDir(), domainFileName(key)), serializeDomainRecord(key, record));
 }
 
 export type PendingRelease = RecordedDomain;

@@ -11,6 +11,7 @@
 // name (a NIC without a MAC, a record from before MACs were kept, one that
 // `vxvirt reconcile` made from a running domain) has `macs` unset: an unplug
 // never ends it, only the domain's stop — it stays unknown until then.
+import { FORMATS, parseObject, readFormat, stamped } from './formats.ts';
 
 export interface UserRecord {
   /** The domain's name when it was recorded, for humans (`vxvirt status`). */
@@ -85,13 +86,14 @@ export function userNames(users: Users): string[] {
 }
 
 export function serializeUsers(users: Users): string {
-  return `${JSON.stringify({ version: 1, users }, null, 2)}\n`;
+  return `${JSON.stringify(stamped(FORMATS.users, { users }), null, 2)}\n`;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-export function parseUsers(text: string): Users {
-  const raw = JSON.parse(text) as { users?: unknown };
+/** A users file (`source` names it in errors): an older format is converted, a newer one refused (NewerFormatError). */
+export function parseUsers(text: string, source = 'users file'): Users {
+  const raw = readFormat(parseObject(text, source), source, FORMATS.users).raw as { users?: unknown };
   const out: Users = {};
   if (raw && typeof raw.users === 'object' && raw.users !== null) {
     for (const [key, value] of Object.entries(raw.users as Record<string, unknown>)) {

@@ -1,11 +1,11 @@
 // The hook bundle with crash points compiled in (src/crash-point.ts):
-// package.json's build, but VXVIRT_CRASH_POINTS=true. Run with node exactly as
+// scripts/build.mjs's, but VXVIRT_CRASH_POINTS=true. Run with node exactly as
 // hooks/qemu runs dist/hook.js; VXVIRT_CRASH_AT=POINT kills it there,
 // VXVIRT_PAUSE_AT=POINT stops it there until SIGCONT.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
+import { banner } from '../../scripts/build.mjs';
 import { repo } from './netns.ts';
 
 /** Every crashPoint('…') in src/, so a new one cannot go untested. */
@@ -16,9 +16,6 @@ export function crashPointsInSource(): string[] {
 
 /** Build the bundle of `entry` (the qemu hook's by default) into `dir` as NAME.mjs; returns its path. */
 export function buildCrashBundle(dir: string, entry = 'src/hook-main.ts', name = 'hook'): string {
-  const build = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build;
-  const banner = /--banner:js="((?:[^"\\]|\\.)*)"/.exec(build)?.[1]?.replace(/\\(.)/g, '$1');
-  assert.ok(banner, 'the banner of package.json\'s build script');
   // .mjs: outside the repository no package.json says "type": "module".
   const out = join(dir, `${name}.mjs`);
   const r = spawnSync(
