@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bridgeNic, domainXml, repo, TestHost, type Result } from '../support/netns.ts';
+import { bridgeNic, domainXml, must, repo, TestHost, type Result } from '../support/netns.ts';
 import { defineNetworks, emptyTally, leftovers, NETWORKS, storm } from '../support/storm.ts';
 
 const DOMAINS = 24;
@@ -152,6 +152,127 @@ it(`build over build: npm run build's swaps, two versions alternating, under ${D
   assert.equal(left.stateFiles, [], 'no state file left');
   // Only the built bundles are in dist/: no file written beside was left.
   assert.equal(readdirSync(join(root, 'dist')).sort(), ['cli.js', 'hook.js', 'network-hook.js']);
+});
+
+/**
+ * A private mount namespace whose /usr, /etc and /var are overlays on the
+ * machine's own, their changes going to `dir`/up: dpkg installs into it as
+ * into the machine, maintainer scripts and all, and the machine's own files
+ * never change. What dpkg writes is seen from outside in `dir`/up (renames
+ * there are renames in one directory, as on a real /usr).
+ */
+async function overlayNamespace(dir: string): Promise<{ run(cmd: string, args: readonly string[]): Promise<Result>; upper(path: string): string; end(): void }> {
+  const mounts = ['usr', 'etc', 'var']
+    .map((d) => {
+      for (const sub of ['up', 'work']) mkdirSync(join(dir, sub, d), { recursive: true });
+      return `mount -t overlay overlay -o lowerdir=/${d},upperdir=${dir}/up/${d},workdir=${dir}/work/${d} /${d}`;
+    })
+    .join(' && ');
+  const holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${mounts} && echo ready && exec sleep 100000`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  holder.stderr.on('data', (d) => (stderr += d));
+  const ready = await new Promise<boolean>((resolve) => {
+    holder.stdout.on('data', (d) => String(d).includes('ready') && resolve(true));
+    holder.on('close', () => resolve(false));
+  });
+  assert.ok(ready, `mount namespace with overlays: ${stderr}`);
+  return {
+    run: (cmd, args) => runAsync('nsenter', ['--target', String(holder.pid), '--mount', cmd, ...args]),
+    upper: (path) => join(dir, 'up', path),
+    end: () => void holder.kill('SIGKILL'),
+  };
+}
+
+/** Package B: package A with another version, in control and in its bundles (other code, as a newer release is). */
+function repackAs(debA: string, version: string, upstream: string, out: string, work: string): string {
+  const tree = join(work, `tree-${version}`);
+  must('dpkg-deb', ['-R', debA, tree]);
+  const control = join(tree, 'DEBIAN/control');
+  writeFileSync(control, readFileSync(control, 'utf8').replace(/^Version: .*$/m, `Version: ${version}`));
+  for (const f of ['cli.js', 'hook.js', 'network-hook.js']) {
+    const path = join(tree, 'usr/lib/vxvirt/dist', f);
+    const text = readFileSync(path, 'utf8');
+    assert.match(text, /VERSION = "[^"]+"/, `${f} carries its version`);
+    writeFileSync(path, text.replace(/VERSION = "[^"]+"/, `VERSION = "${upstream}"`));
+  }
+  const sums = must('sh', ['-c', `cd ${tree} && find . -path ./DEBIAN -prune -o -type f -printf '%P\\0' | sort -z | xargs -0 md5sum`]);
+  writeFileSync(join(tree, 'DEBIAN/md5sums'), sums);
+  const deb = join(out, `vxvirt_${version}_all.deb`);
+  must('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', tree, deb]);
+  return deb;
+}
+
+it(`package over package: dpkg -i of one package over the other, back and forth, under ${DOMAINS} guests x ${ROUNDS}+ rounds: no failed start, no leak, no lost user`, async (ctx) => {
+  const work = join(ctx.dir, 'deb');
+  mkdirSync(work, { recursive: true });
+  const packaged = await runAsync(process.execPath, [join(repo, 'scripts/package.mjs'), '--version', '0.1.0-1', '--out', work]);
+  assert.is(packaged.status, 0, `npm run package: ${packaged.stderr}`);
+  const debs = [join(work, 'vxvirt_0.1.0-1_all.deb'), repackAs(join(work, 'vxvirt_0.1.0-1_all.deb'), '0.1.1-1', '0.1.1', work, work)];
+  const machineHadIt = existsSync('/usr/lib/vxvirt');
+  const ns = await overlayNamespace(join(work, 'root'));
+  try {
+    const dpkg = (deb: string) => ns.run('dpkg', ['--force-downgrade', '--force-confold', '-i', deb]);
+    const first = await dpkg(debs[0]!);
+    assert.is(first.status, 0, `dpkg -i: ${first.stderr}`);
+    const lib = ns.upper('usr/lib/vxvirt');
+    assert.ok(existsSync(join(lib, 'hooks/qemu')) && existsSync(join(lib, 'dist/hook.js')), 'the package is installed in the namespace');
+    assert.is(existsSync('/usr/lib/vxvirt'), machineHadIt, "the machine's own /usr is not touched");
+    assert.is(bundleVersion(lib), '0.1.0');
+
+    const host = new TestHost('deb');
+    ctx.hosts.push(host);
+    host.addUnderlay();
+    useInstallation(host, lib);
+    defineNetworks(host);
+
+    const tally = emptyTally();
+    const swaps: number[] = [];
+    const swapErrors: string[] = [];
+    let stormDone = false;
+    const swapper = async (): Promise<void> => {
+      for (let i = 1; !stormDone; i++) {
+        const want = ['0.1.0', '0.1.1'][i % 2]!;
+        const r = await dpkg(debs[i % 2]!);
+        if (r.status !== 0) swapErrors.push(`dpkg -i ${debs[i % 2]}: ${r.stderr.trim()}`);
+        else if (bundleVersion(lib) !== want) swapErrors.push(`after installing ${want}, dist/hook.js says ${bundleVersion(lib)}`);
+        else swaps.push(Date.now());
+      }
+    };
+    const started = Date.now();
+    let rounds = 0;
+    const stormer = async (): Promise<void> => {
+      do {
+        await storm(host, DOMAINS, ROUNDS, WORKERS, tally);
+        rounds += ROUNDS;
+      } while (swaps.length < MIN_SWAPS && rounds < 10 * ROUNDS);
+      stormDone = true;
+    };
+    await Promise.all([swapper(), stormer()]);
+    const seconds = (Date.now() - started) / 1000;
+    const stormEnd = Math.max(...tally.hookRuns.map(([, end]) => end));
+    const swapsDuring = swaps.filter((t) => t <= stormEnd).length;
+    const acrossSwap = tally.hookRuns.filter(([start, end]) => swaps.some((t) => t >= start && t <= end)).length;
+    const left = leftovers(host);
+    console.log(
+      `  package over package: ${tally.prepares} prepares, ${tally.releases} releases (${DOMAINS} guests x ${rounds} rounds, ${WORKERS} at a time) during ${swapsDuring} dpkg -i in ${seconds.toFixed(1)} s; ` +
+        `${acrossSwap} hook runs had an upgrade finish while they ran; ${tally.failures.length} failures, ${left.devices.length} devices, ${left.users.length} users, ${left.stateFiles.length} state files left`,
+    );
+    assert.equal(swapErrors, [], 'every dpkg -i succeeded and put its version in place');
+    assert.ok(swapsDuring >= MIN_SWAPS, `${swapsDuring} upgrades during the storm`);
+    assert.ok(acrossSwap > 0, 'hooks ran across upgrades');
+    assert.is(tally.failures.length, 0, `failures:\n${tally.failures.slice(0, 12).join('\n')}`);
+    assert.is(tally.prepares, DOMAINS * rounds);
+    assert.is(tally.releases, DOMAINS * rounds);
+    assert.equal(left.devices, [], 'no device leaked');
+    assert.equal(left.users, [], 'no user left');
+    assert.equal(left.stateFiles, [], 'no state file left');
+    // dpkg left nothing beside the files (no .dpkg-new, .dpkg-tmp).
+    assert.equal(readdirSync(join(lib, 'dist')).sort(), ['cli.js', 'hook.js', 'network-hook.js']);
+    assert.equal(readdirSync(join(lib, 'hooks')).sort(), ['network', 'qemu']);
+  } finally {
+    ns.end();
+  }
+  assert.is(existsSync('/usr/lib/vxvirt'), machineHadIt, "the machine's own /usr is not touched");
 });
 
 /** Every file under `dir`, relative path -> content (the directory's state, to compare). */
