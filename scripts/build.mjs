@@ -6,13 +6,16 @@
 // is atomic, so a hook that libvirt starts while a build (or an upgrade) runs
 // loads the old bundle or the new one, never a mix of both.
 //
-//   node scripts/build.mjs [--outdir DIR] [--version VERSION]
+//   node scripts/build.mjs [--outdir DIR] [--version VERSION] [--metafile FILE]
 //
 // --outdir: where the bundles go (default dist/ of this checkout); --version:
 // the version the bundles say they are (default package.json's), e.g. to
-// build two distinguishable versions for the upgrade test.
+// build two distinguishable versions for the upgrade test; --metafile: also
+// write esbuild's account of what went into each bundle (scripts/package.mjs
+// lists the bundled npm packages' licenses from it).
 import { build } from 'esbuild';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,13 +30,25 @@ export const entries = {
 // Executable bundles: run directly as programs.
 const executable = new Set(['cli']);
 
+// yargs' ESM entry takes cliui's ESM wrapper, which wraps --help text by
+// cutting lines at the width, mid-word ("the kerne / l allows"); its CommonJS
+// build wraps at word boundaries (wrap-ansi). Bundle that one.
+const cliuiWordWrap = {
+  name: 'cliui-word-wrap',
+  setup(b) {
+    b.onResolve({ filter: /^cliui$/ }, (args) => ({
+      path: createRequire(args.importer).resolve('cliui'),
+    }));
+  },
+};
+
 // ESM bundles still meet CommonJS dependencies (yargs' and execa's helpers)
 // that call require(): give them one.
 export const banner =
   "import { createRequire as __vxvirtRequire } from 'node:module'; const require = __vxvirtRequire(import.meta.url);";
 
-/** Build every entry into `outdir`, each bundle renamed into place. */
-export async function buildBundles({ outdir = join(root, 'dist'), version } = {}) {
+/** Build every entry into `outdir`, each bundle renamed into place; with `metafile`, esbuild's metafile is written there. */
+export async function buildBundles({ outdir = join(root, 'dist'), version, metafile } = {}) {
   version ??= JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
   outdir = resolve(outdir);
   await mkdir(outdir, { recursive: true });
@@ -49,6 +64,8 @@ export async function buildBundles({ outdir = join(root, 'dist'), version } = {}
     define: { VXVIRT_CRASH_POINTS: 'false', VXVIRT_VERSION: JSON.stringify(version) },
     minifySyntax: true,
     banner: { js: banner },
+    plugins: [cliuiWordWrap],
+    metafile: metafile !== undefined,
   });
 
   for (const file of result.outputFiles) {
@@ -63,9 +80,10 @@ export async function buildBundles({ outdir = join(root, 'dist'), version } = {}
       throw err;
     }
   }
+  if (metafile !== undefined) await writeFile(metafile, JSON.stringify(result.metafile));
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  const { values } = parseArgs({ options: { outdir: { type: 'string' }, version: { type: 'string' } } });
+  const { values } = parseArgs({ options: { outdir: { type: 'string' }, version: { type: 'string' }, metafile: { type: 'string' } } });
   await buildBundles(values);
 }

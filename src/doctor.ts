@@ -94,8 +94,20 @@ export interface Facts {
  * devices back. Before 5.8 `ip -V` prints the snapshot date, after it the release.
  */
 export const IPROUTE_MIN = { release: [4, 14] as const, snapshot: 171112 };
-/** The hook's bundle is built for Node.js 20 (package.json engines, esbuild --target=node20). */
-export const NODE_MIN_MAJOR = 20;
+/**
+ * The bundles are built for Node.js 18.19 (package.json engines, scripts/build.mjs'
+ * target): Debian 12's and Ubuntu 24.04's own nodejs; execa 9 needs 18.19.
+ */
+export const NODE_MIN = [18, 19] as const;
+const NODE_MIN_TEXT = NODE_MIN.join('.');
+
+/** Whether a `node --version` (v18.20.4) is at least NODE_MIN; false if it cannot be read. */
+export function nodeVersionOk(version: string): boolean {
+  const m = /^v?(\d+)\.(\d+)/.exec(version);
+  if (!m) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > NODE_MIN[0] || (major === NODE_MIN[0] && minor >= NODE_MIN[1]);
+}
 /** The smallest MTU IPv6 works with (RFC 8200). */
 const IPV6_MIN_MTU = 1280;
 /** Below this a guest MTU is smaller than a VXLAN overlay on a standard 1500-byte underlay gives. */
@@ -444,11 +456,10 @@ function checkHook(h: HookFacts): Finding[] {
     }
   }
   if (failed(h.node)) {
-    out.push({ level: 'FAIL', subject: 'node', message: h.node.error, hint: 'install Node.js 20 or link it into /usr/local/bin: ln -s "$(command -v node)" /usr/local/bin/node' });
+    out.push({ level: 'FAIL', subject: 'node', message: h.node.error, hint: `install Node.js ${NODE_MIN_TEXT} or newer (Debian, Ubuntu: apt-get install nodejs) or link it into /usr/local/bin: ln -s "$(command -v node)" /usr/local/bin/node` });
   } else {
-    const major = Number(/^v?(\d+)/.exec(h.node.version)?.[1]);
-    if (!(major >= NODE_MIN_MAJOR)) {
-      out.push({ level: 'FAIL', subject: 'node', message: `${h.node.path} is ${h.node.version}; the hook needs Node.js ${NODE_MIN_MAJOR} or newer`, hint: `install Node.js ${NODE_MIN_MAJOR} where libvirt's hook PATH finds it first` });
+    if (!nodeVersionOk(h.node.version)) {
+      out.push({ level: 'FAIL', subject: 'node', message: `${h.node.path} is ${h.node.version}; the hook needs Node.js ${NODE_MIN_TEXT} or newer`, hint: `install Node.js ${NODE_MIN_TEXT} or newer where libvirt's hook PATH finds it first` });
     } else {
       out.push({ level: 'OK', subject: 'node', message: `${h.node.path} ${h.node.version} (on libvirt's hook PATH)` });
     }

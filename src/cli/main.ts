@@ -2,6 +2,7 @@
 // The vxvirt command line: one yargs command module per command, one file per
 // command group. Errors from any command end here, as one line on stderr and
 // the error's exit status.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -37,9 +38,18 @@ const commands = [
   completion,
 ];
 
+/** Where the Debian package puts the README (scripts/package.mjs); /usr/lib/vxvirt has none. */
+const PACKAGED_README = '/usr/share/doc/vxvirt/README.md.gz';
+
+/** The README beside the program (a checkout), else the installed package's. */
+function readme(): string {
+  const beside = join(thisCheckout(), 'README.md');
+  return existsSync(beside) || !existsSync(PACKAGED_README) ? beside : PACKAGED_README;
+}
+
 async function main(argv: string[]): Promise<void> {
   // The statuses themselves are one table, in README.md; every --help points there.
-  const exitStatuses = `Exit status: 0 on success, 1 to 12 by kind of failure: see the table "Exit statuses" in ${join(thisCheckout(), 'README.md')}.`;
+  const exitStatuses = `Exit status: 0 on success, 1 to 12 by kind of failure: see the table "Exit statuses" in ${readme()}.`;
   let cli = yargs(argv)
     .scriptName('vxvirt')
     .usage('$0 <command> [options]\n\nPer-VNI bridge + VXLAN networks for libvirt guests.')

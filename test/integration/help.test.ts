@@ -6,6 +6,11 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { repo, sh } from '../support/netns.ts';
+import { check } from '../../src/cli/check.ts';
+import { defineNetwork } from '../../src/cli/define-network.ts';
+import { installHook } from '../../src/cli/hook-install.ts';
+import { status } from '../../src/cli/networks.ts';
+import { completion } from '../../src/cli/completion.ts';
 
 const it = suite<{ bin: string }>('help and completion');
 it.before((ctx) => {
@@ -33,6 +38,18 @@ it('every command has examples in its --help, and every --help points at the exi
     assert.match(examples, new RegExp(`^ {2}(\\S+ .*\\| )?vxvirt ${c}\\b`, 'm'), `${c} --help has an example of ${c}`);
     assert.match(r.stdout.replace(/\n/g, ' '), pointer, `${c} --help points at the exit statuses`);
   }
+});
+
+// yargs' ESM build wraps with cliui's ESM wrapper, which cuts lines mid-word
+// ("the kerne" / "l allows"); scripts/build.mjs bundles cliui's word-wrapping build.
+it('--help wraps at word boundaries: each description reads whole once the line breaks are spaces', ({ bin }) => {
+  const top = vxvirt(bin, '--help');
+  assert.is(top.status, 0, top.stderr);
+  const flat = top.stdout.replace(/\s+/g, ' ');
+  for (const c of [check, defineNetwork, installHook, status, completion]) {
+    assert.ok(flat.includes(String(c.describe).replace(/\s+/g, ' ')), `${String(c.command)}: "${String(c.describe)}" in:\n${top.stdout}`);
+  }
+  assert.ok(top.stdout.split('\n').some((l) => l.length > 80), 'the descriptions are long enough to wrap');
 });
 
 it('vxvirt completion prints a bash script that completes commands and options', ({ bin }) => {

@@ -3,7 +3,7 @@
 // guest on each host (10.20.1.2 and 10.20.1.3) put on it with `vxvirt attach`,
 // started, pinging each other, destroyed; teardown. One line per step; a
 // summary at the end; exit status 1 if any step failed.
-import { Lab, UNDERLAY_DEV, type Guest, type Host } from './lab.ts';
+import { INSTALLED, Lab, UNDERLAY_DEV, VXVIRT_CLI, vxvirtHookFile, type Guest, type Host } from './lab.ts';
 import { shellQuote } from './exec.ts';
 
 interface Step {
@@ -61,7 +61,10 @@ export async function runDemo(): Promise<number> {
       for (const h of lab.hosts) {
         const hook = (await h.exec(['readlink', '/etc/libvirt/hooks/qemu'])).stdout.trim();
         say(h, `${UNDERLAY_DEV} ${h.ip}/24, libvirtd pid ${h.pidOf('libvirtd')}, /etc/libvirt/hooks/qemu -> ${hook}`);
+        if (hook !== vxvirtHookFile('qemu')) throw new Error(`${h.name}: the qemu hook is ${hook}, not ${vxvirtHookFile('qemu')}`);
       }
+      const node = (await h1.exec(['sh', '-c', 'command -v node && node --version'])).stdout.trim().replace(/\n/, ' ');
+      say(undefined, `vxvirt: ${VXVIRT_CLI.join(' ')}${INSTALLED ? ' (the installed package)' : ''}; node on the hosts' PATH: ${node}`);
       return `${lab.id}`;
     });
 

@@ -16,14 +16,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { UNDERLAY_DEV, REPO, type Guest, type Host } from './lab.ts';
+import { UNDERLAY_DEV, VXVIRT_CLI, type Guest, type Host } from './lab.ts';
 import { labSuite, vxvirt, assertDevices, waitAllPing, log } from './support.ts';
 
 /** The suite, with `vxvirt attach` reaching libvirt through `backend`. */
 function generatorSuite(backend: 'bindings' | 'virsh'): void {
   /** `vxvirt attach DOMAIN --network NET` inside the host with VXVIRT_LIBVIRT=backend; its output. */
   async function attachAs(h: Host, domain: string): Promise<string> {
-    const r = await h.exec([process.execPath, join(REPO, 'dist', 'cli.js'), 'attach', domain, '--network', NET], { timeoutMs: 60_000, extraEnv: { VXVIRT_LIBVIRT: backend } });
+    const r = await h.exec([...VXVIRT_CLI, 'attach', domain, '--network', NET], { timeoutMs: 60_000, extraEnv: { VXVIRT_LIBVIRT: backend } });
     const out = (r.stdout + r.stderr).trim();
     if (r.code !== 0) throw new Error(`on ${h.name}: VXVIRT_LIBVIRT=${backend} vxvirt attach ${domain} --network ${NET} exited ${r.code}:\n${out}`);
     return out;
@@ -52,7 +52,7 @@ function generatorSuite(backend: 'bindings' | 'virsh'): void {
 
   /** `vxvirt generate - --network NAME` with `xml` on stdin, as in `virsh dumpxml … | vxvirt generate -`. */
   async function generateFromStdin(h: Host, xml: string): Promise<string> {
-    const r = await h.exec([process.execPath, join(REPO, 'dist', 'cli.js'), 'generate', '-', '--network', NET], { input: xml, timeoutMs: 60_000 });
+    const r = await h.exec([...VXVIRT_CLI, 'generate', '-', '--network', NET], { input: xml, timeoutMs: 60_000 });
     if (r.code !== 0) throw new Error(`on ${h.name}: vxvirt generate - --network ${NET} exited ${r.code}:\n${(r.stdout + r.stderr).trim()}`);
     if (r.stderr.trim()) log(`${h.name}: vxvirt generate stderr: ${r.stderr.trim()}`);
     return r.stdout;

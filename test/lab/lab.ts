@@ -8,7 +8,8 @@
 //   /sys                  fresh sysfs of the host's netns (as `ip netns exec` does)
 //   /etc                  overlay on the machine's /etc (writes stay in the host)
 //   /etc/libvirt          per-host config: the daemons' (daemons.ts), qemu.conf,
-//                         empty qemu/, hooks/qemu -> <repo>/hooks/qemu
+//                         empty qemu/, hooks/qemu -> <repo>/hooks/qemu (or the
+//                         installed package's: VXVIRT_LAB_INSTALLED, below)
 //   /etc/vxvirt           per-host vxvirt config (networks/*.json)
 //   /var/log, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /run: per-host dirs
 //   /dev/kvm              a private 0666 node (libvirtd stops re-probing QEMU)
@@ -58,6 +59,18 @@ export const DAEMON_ENV: Record<string, string> = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   HOME: '/root',
 };
+/**
+ * What the lab runs as vxvirt: this checkout (dist/cli.js under this node,
+ * hooks/qemu and hooks/network), or with VXVIRT_LAB_INSTALLED=1 the installed
+ * Debian package: /usr/bin/vxvirt (the node on PATH runs it, as for an
+ * operator) and /usr/lib/vxvirt/hooks/*. test/fresh-machine runs the demo so.
+ */
+export const INSTALLED = process.env.VXVIRT_LAB_INSTALLED === '1';
+export const VXVIRT_ROOT = INSTALLED ? '/usr/lib/vxvirt' : REPO;
+/** The command line that runs the vxvirt CLI. */
+export const VXVIRT_CLI: readonly string[] = INSTALLED ? ['/usr/bin/vxvirt'] : [process.execPath, join(REPO, 'dist', 'cli.js')];
+/** vxvirt's libvirt hook of one kind (what /etc/libvirt/hooks/KIND links to). */
+export const vxvirtHookFile = (kind: 'qemu' | 'network'): string => join(VXVIRT_ROOT, 'hooks', kind);
 export const TEMPLATE = join(REPO, 'templates', 'guest-domain.xml');
 export const ARTIFACTS = join(REPO, '.lab');
 
@@ -321,7 +334,7 @@ export interface LabOptions {
   name: string;
   hosts: number;
   /**
-   * Install <repo>/hooks/qemu as each host's /etc/libvirt/hooks/qemu (default
+   * Install vxvirt's hooks/qemu (vxvirtHookFile) as each host's /etc/libvirt/hooks/qemu (default
    * true); false installs none; a path installs that file instead (the
    * benchmark's hand-written shell hook).
    */
@@ -530,9 +543,9 @@ export class Host {
     for (const [file, text] of Object.entries(daemonConfigFiles(this.lab.daemons, this))) writeFileSync(join(d, 'etc-libvirt', file), text);
     writeFileSync(join(d, 'etc-libvirt', 'qemu.conf'), QEMU_CONF + qemuConfExtra(this));
     const hook = this.lab.options.hook;
-    if (hook !== false) symlinkSync(typeof hook === 'string' ? hook : join(REPO, 'hooks', 'qemu'), join(d, 'etc-libvirt', 'hooks', 'qemu'));
+    if (hook !== false) symlinkSync(typeof hook === 'string' ? hook : vxvirtHookFile('qemu'), join(d, 'etc-libvirt', 'hooks', 'qemu'));
     // vxvirt's network hook (hot-plug, NICs on libvirt networks); not beside another qemu hook (the benchmark's).
-    if (hook === true || hook === undefined) symlinkSync(join(REPO, 'hooks', 'network'), join(d, 'etc-libvirt', 'hooks', 'network'));
+    if (hook === true || hook === undefined) symlinkSync(vxvirtHookFile('network'), join(d, 'etc-libvirt', 'hooks', 'network'));
 
     const ns = this.netns;
     const sh = async (cmd: string[]) => run(cmd, { check: true });
@@ -611,7 +624,7 @@ export class Host {
 
   /** The real vxvirt CLI, run inside the host (so it uses the host's /etc/vxvirt). */
   vxvirt(...args: string[]): Promise<RunResult> {
-    return this.exec([process.execPath, join(REPO, 'dist', 'cli.js'), ...args], { timeoutMs: 60_000 });
+    return this.exec([...VXVIRT_CLI, ...args], { timeoutMs: 60_000 });
   }
 
   pidOf(daemon: DaemonName): number | undefined {

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Lab, REPO, type Guest, type Host, type LabOptions } from './lab.ts';
+import { INSTALLED, Lab, VXVIRT_ROOT, vxvirtHookFile, type Guest, type Host, type LabOptions } from './lab.ts';
 
 export const log = (line: string): void => {
   process.stdout.write(`\n  [lab] ${line}`);
@@ -34,8 +34,8 @@ export function labSuite(title: string, name: string, hosts: number, options: Pi
   const daemons = options.daemons === 'modular' ? 'virtqemud + virtnetworkd' : 'libvirtd';
   test(`lab: ${hosts} hosts with their own ${daemons}, vxvirt hook installed`, async () => {
     for (const f of ['dist/cli.js', 'dist/hook.js', 'hooks/qemu']) {
-      if (!existsSync(join(REPO, f))) {
-        setupError = new Error(`${f} is missing: run 'npm ci && npm run build' first`);
+      if (!existsSync(join(VXVIRT_ROOT, f))) {
+        setupError = new Error(`${join(VXVIRT_ROOT, f)} is missing: ${INSTALLED ? 'install the vxvirt package' : "run 'npm ci && npm run build' first"}`);
         throw setupError;
       }
     }
@@ -47,7 +47,7 @@ export function labSuite(title: string, name: string, hosts: number, options: Pi
     }
     for (const h of lab.hosts) {
       const r = await h.exec(['readlink', '-f', '/etc/libvirt/hooks/qemu']);
-      assert.is(r.stdout.trim(), join(REPO, 'hooks', 'qemu'), `hook on ${h.name}`);
+      assert.is(r.stdout.trim(), vxvirtHookFile('qemu'), `hook on ${h.name}`);
     }
   });
   const get = (): Lab => {

@@ -20,7 +20,7 @@ export function buildCrashBundle(dir: string, entry = 'src/hook-main.ts', name =
   const out = join(dir, `${name}.mjs`);
   const r = spawnSync(
     join(repo, 'node_modules/.bin/esbuild'),
-    [entry, '--bundle', '--platform=node', '--target=node20', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
+    [entry, '--bundle', '--platform=node', '--target=node18.19', '--format=esm', '--log-level=warning', '--define:VXVIRT_CRASH_POINTS=true', `--banner:js=${banner}`, `--outfile=${out}`],
     { cwd: repo, encoding: 'utf8' },
   );
   assert.is(r.status, 0, `esbuild: ${r.stderr}`);

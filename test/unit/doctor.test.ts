@@ -107,7 +107,8 @@ test('flock, the kernel and node: each failure with its remedy', () => {
     [(f) => (f.vxlan = { error: 'Error: Unknown device type.' }), 'FAIL', 'kernel', /cannot create a VXLAN device/, /modprobe vxlan/],
     [(f) => (f.vxlan = { error: 'unshare: unshare failed: Operation not permitted' }), 'WARN', 'kernel', /could not try/, /as root/],
     [(f) => (f.hook.node = { error: "node not found on libvirt's hook PATH" }), 'FAIL', 'node', /not found/, /ln -s "\$\(command -v node\)" \/usr\/local\/bin\/node/],
-    [(f) => (f.hook.node = { path: '/usr/bin/node', version: 'v18.19.0' }), 'FAIL', 'node', /v18\.19\.0; the hook needs Node\.js 20/, /Node\.js 20/],
+    [(f) => (f.hook.node = { path: '/usr/bin/node', version: 'v18.18.2' }), 'FAIL', 'node', /v18\.18\.2; the hook needs Node\.js 18\.19/, /Node\.js 18\.19/],
+    [(f) => (f.hook.node = { path: '/usr/bin/node', version: 'v16.20.2' }), 'FAIL', 'node', /v16\.20\.2; the hook needs Node\.js 18\.19/, /Node\.js 18\.19/],
     [(f) => (f.hook.bundle.exists = false), 'FAIL', 'hook bundle', /dist\/hook\.js is missing/, /cd \/opt\/vxvirt && npm ci && npm run build/],
   ];
   for (const [change, level, subject, message, hint] of cases) {
@@ -115,6 +116,13 @@ test('flock, the kernel and node: each failure with its remedy', () => {
     assert.equal([x.level, x.subject], [level, subject], x.message);
     assert.match(x.message, message);
     assert.match(x.hint ?? '', hint);
+  }
+});
+
+test("node: Debian 12's and Ubuntu 24.04's own Node.js 18 (18.19, 18.20) and anything newer pass", () => {
+  for (const version of ['v18.19.0', 'v18.20.4', 'v20.19.0', 'v22.1.0', 'v100.0.0']) {
+    const x = diagnose(with_((f) => (f.hook.node = { path: '/usr/bin/node', version }))).find((y) => y.subject === 'node');
+    assert.equal([x?.level, x?.message], ['OK', `/usr/bin/node ${version} (on libvirt's hook PATH)`], version);
   }
 });
 
