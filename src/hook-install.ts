@@ -331,3 +331,18 @@ function applyStep(s: Step): void {
 export function applySteps(steps: readonly Step[]): void {
   for (const s of steps) applyStep(s);
 }
+
+/**
+ * install-hook / uninstall-hook: plan both hooks in `dir` first (a conflict
+ * with one installs neither), then carry the plans out. Returns the messages,
+ * the restart note (the same for both) once, after the others.
+ */
+export function changeHooks(plan: (d: HooksDir, hook: string) => HookPlan, dir: string, checkout = thisCheckout()): string[] {
+  const plans = HOOK_KINDS.map((kind: HookKind) => {
+    const hook = vxvirtHook(checkout, kind);
+    return plan(inspectHooksDir(dir, hook, kind), hook);
+  });
+  for (const p of plans) applySteps(p.steps);
+  const lines = plans.flatMap((p) => p.messages);
+  return [...lines.filter((l) => !isRestartNote(l)), ...new Set(lines.filter(isRestartNote))];
+}

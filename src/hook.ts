@@ -11,29 +11,14 @@ import { readDomain, type DomainInfo } from './domain-xml.ts';
 import { formatError } from './errors.ts';
 import { ensureForDomain, realEffects, reconnectDomain, releaseDomain, type Effects, type NicsByNetwork } from './lifecycle.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
-import * as store from './store.ts';
-import type { VniLookup } from './store.ts';
 
 export interface HookIo {
   readStdin(): Promise<string>;
   error(line: string): void;
 }
 
-export interface HookDeps {
-  /** The definition of a network by name; undefined if there is none; throws for a broken file. */
-  findDefinition(name: string): NetworkDefinition | undefined;
-  findDefinitionByVni(vni: number): VniLookup;
-  /** Keys of the domains recorded under this name (for a release whose XML cannot be read). */
-  domainKeysNamed(name: string): string[];
-  effects: Effects;
-}
-
-const realDeps: HookDeps = {
-  findDefinition: store.findDefinition,
-  findDefinitionByVni: store.findDefinitionByVni,
-  domainKeysNamed: (name) => store.listDomainRecords().filter((d) => d.record.name === name).map((d) => d.key),
-  effects: realEffects,
-};
+/** Keys of the domains recorded under this name (for a release whose XML cannot be read). */
+const domainKeysNamed = (name: string, fx: Effects): string[] => fx.listDomainRecords().filter((d) => d.record.name === name).map((d) => d.key);
 
 const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
 
@@ -45,18 +30,18 @@ const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
  * the error of the unreadable definitions, since one of them may be its
  * network; other broken files are never read.
  */
-export function definitionsFor(domain: DomainInfo, deps: Pick<HookDeps, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition[] {
+export function definitionsFor(domain: DomainInfo, fx: Pick<Effects, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition[] {
   const found = new Map<string, NetworkDefinition>();
   for (const nic of domain.nics) {
     if (nic.type !== 'bridge' && nic.type !== 'network') continue;
     const vni = nic.bridge !== undefined ? VXVIRT_BRIDGE.exec(nic.bridge)?.[1] : undefined;
     let def: NetworkDefinition | undefined;
     if (vni !== undefined) {
-      const lookup = deps.findDefinitionByVni(Number(vni));
+      const lookup = fx.findDefinitionByVni(Number(vni));
       if (lookup.broken[0]) throw lookup.broken[0].error;
       def = lookup.def;
     }
-    if (!def && nic.network !== undefined) def = deps.findDefinition(nic.network);
+    if (!def && nic.network !== undefined) def = fx.findDefinition(nic.network);
     if (def && !found.has(def.name)) found.set(def.name, def);
   }
   return [...found.values()];
@@ -81,7 +66,7 @@ export function nicsFor(domain: DomainInfo, defs: readonly NetworkDefinition[]):
 }
 
 /** Run one hook invocation; returns the exit status. */
-export async function runHook(argv: readonly string[], io: HookIo, deps: HookDeps = realDeps): Promise<number> {
+export async function runHook(argv: readonly string[], io: HookIo, fx: Effects = realEffects): Promise<number> {
   const [, op, subop] = argv;
   const operation = `${op} ${subop}`;
   if (operation !== 'prepare begin' && operation !== 'reconnect begin' && operation !== 'release end') {
@@ -96,15 +81,15 @@ export async function runHook(argv: readonly string[], io: HookIo, deps: HookDep
       // A stopped domain must not keep its networks because its XML was
       // unreadable: libvirt's DOMAIN argument still names it.
       const [name] = argv;
-      if (operation === 'release end' && name) for (const key of deps.domainKeysNamed(name)) await releaseDomain(key, deps.effects);
+      if (operation === 'release end' && name) for (const key of domainKeysNamed(name, fx)) await releaseDomain(key, fx);
       throw err;
     }
-    if (operation === 'release end') await releaseDomain(domain.key, deps.effects);
+    if (operation === 'release end') await releaseDomain(domain.key, fx);
     else {
-      const defs = definitionsFor(domain, deps);
+      const defs = definitionsFor(domain, fx);
       // reconnect: libvirtd restarted with this domain running.
-      if (operation === 'reconnect begin') await reconnectDomain(domain, defs, deps.effects, nicsFor(domain, defs));
-      else await ensureForDomain(domain, defs, deps.effects, nicsFor(domain, defs));
+      if (operation === 'reconnect begin') await reconnectDomain(domain, defs, fx, nicsFor(domain, defs));
+      else await ensureForDomain(domain, defs, fx, nicsFor(domain, defs));
     }
     return 0;
   } catch (err) {

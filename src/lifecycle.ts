@@ -25,7 +25,7 @@ import { ownedDevices, planEnsure, planTeardown, type Observed, type Step } from
 import { planReconcile, type Action, type LibvirtFacts, type ReconcileFacts, type ReconcilePlan } from './reconcile.ts';
 import * as store from './store.ts';
 import { readSysctl } from './sysctl.ts';
-import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork } from './store.ts';
+import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork, VniLookup } from './store.ts';
 import { addUser, hasUsers, planUnplug, removeUser, restoreUser, type Nics, type UserRecord, type Users } from './users.ts';
 
 export type { Change };
@@ -38,7 +38,13 @@ export function flushChangeLog(): void {
   if (changeLog.length > 0) logChanges(changeLog.splice(0));
 }
 
-/** The effects lifecycle needs; tests replace them with fakes. */
+/**
+ * The one record of effects on this host, for the hooks and for every
+ * command's transaction (definitions, users, domain records, devices, the
+ * host lock, warnings, the change log); tests replace it with a fake host
+ * (test/support/fake-kernel.ts). libvirt is not in it: the hook must never
+ * reach libvirt, so the commands get that separately (src/libvirt/index.ts).
+ */
 export interface Effects {
   observe(query: ObserveQuery): Promise<Observed>;
   apply(steps: readonly Step[]): Promise<void>;
@@ -57,6 +63,21 @@ export interface Effects {
   endRelease(key: string): void;
   /** The network's definition as it is now (undefined: no longer defined). */
   rereadDefinition(def: NetworkDefinition): NetworkDefinition | undefined;
+  /** A definition by name; throws NotFoundError when there is none, or the error of a broken file. */
+  readDefinition(name: string): NetworkDefinition;
+  /** A definition by name; undefined when there is none; throws for a broken file. */
+  findDefinition(name: string): NetworkDefinition | undefined;
+  findDefinitionByVni(vni: number): VniLookup;
+  /** Every definition; throws for a broken file. */
+  listDefinitions(): NetworkDefinition[];
+  /** Every readable definition, and the broken files by name (for the commands that survey the host). */
+  loadDefinitions(): LoadedDefinitions;
+  writeDefinition(def: NetworkDefinition): void;
+  removeDefinition(name: string): void;
+  listUserNetworks(): string[];
+  listDomainRecords(): RecordedDomain[];
+  /** The MTU of a device of this host (undefined: no such device). */
+  linkMtu(dev: string): Promise<number | undefined>;
   withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T>;
   warn(message: string): void;
   log(change: Change): void;
@@ -77,6 +98,16 @@ export const realEffects: Effects = {
   pendingReleases: store.pendingReleases,
   endRelease: store.endRelease,
   rereadDefinition: (def) => store.findDefinition(def.name),
+  readDefinition: store.readDefinition,
+  findDefinition: store.findDefinition,
+  findDefinitionByVni: store.findDefinitionByVni,
+  listDefinitions: store.listDefinitions,
+  loadDefinitions: store.loadDefinitions,
+  writeDefinition: store.writeDefinition,
+  removeDefinition: store.removeDefinition,
+  listUserNetworks: store.listUserNetworks,
+  listDomainRecords: store.listDomainRecords,
+  linkMtu: iproute.linkMtu,
   withHostLock: store.withHostLock,
   warn,
   log: (change) => void changeLog.push(change),
@@ -412,21 +443,6 @@ export async function unplugNic(domain: DomainRef, network: RecordedNetwork, mac
 
 // ---- reconcile -------------------------------------------------------------
 
-/** What `vxvirt reconcile` reads besides what the hook reads: it surveys the whole host. */
-export interface SurveyEffects extends Effects {
-  loadDefinitions(): LoadedDefinitions;
-  listUserNetworks(): string[];
-  listDomainRecords(): RecordedDomain[];
-}
-
-// A function, not a constant, so that the hook's bundle does not carry it.
-export const realSurveyEffects = (): SurveyEffects => ({
-  ...realEffects,
-  loadDefinitions: store.loadDefinitions,
-  listUserNetworks: store.listUserNetworks,
-  listDomainRecords: store.listDomainRecords,
-});
-
 export interface ReconcileOptions {
   dryRun: boolean;
   graceSeconds: number;
@@ -442,7 +458,7 @@ export interface ReconcileReport {
   converged: boolean;
 }
 
-async function survey(fx: SurveyEffects, options: ReconcileOptions): Promise<ReconcileFacts> {
+async function survey(fx: Effects, options: ReconcileOptions): Promise<ReconcileFacts> {
   const { defs, broken } = fx.loadDefinitions();
   const users = new Map(fx.listUserNetworks().map((n) => [n, fx.readUsers(n)]));
   const unicast = defs.filter((d) => floodingMode(d) === 'unicast').map((d) => vxlanName(d.vni));
@@ -514,7 +530,7 @@ async function carryOut(action: Action, fx: Effects): Promise<void> {
  * one does not stop the others — and survey again to tell whether the host
  * has converged.
  */
-export async function reconcileHost(options: ReconcileOptions, fx: SurveyEffects = realSurveyEffects()): Promise<ReconcileReport> {
+export async function reconcileHost(options: ReconcileOptions, fx: Effects = realEffects): Promise<ReconcileReport> {
   return fx.withHostLock(options.dryRun ? 'reconcile --dry-run' : 'reconcile', async () => {
     const plan = planReconcile(await survey(fx, options));
     if (options.dryRun) {

@@ -16,19 +16,10 @@
 // stop releases it. The hook never calls back into libvirt and writes
 // nothing on stdout.
 import { formatError } from './errors.ts';
-import type { HookDeps, HookIo } from './hook.ts';
-import { ensureForDomain, realEffects, unplugNic } from './lifecycle.ts';
+import type { HookIo } from './hook.ts';
+import { ensureForDomain, realEffects, unplugNic, type Effects } from './lifecycle.ts';
 import type { NetworkDefinition } from './network-definition.ts';
 import { readNetworkPort, type NetworkPort } from './network-port.ts';
-import * as store from './store.ts';
-
-export type NetworkHookDeps = Pick<HookDeps, 'findDefinition' | 'findDefinitionByVni' | 'effects'>;
-
-const realDeps: NetworkHookDeps = {
-  findDefinition: store.findDefinition,
-  findDefinitionByVni: store.findDefinitionByVni,
-  effects: realEffects,
-};
 
 const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
 
@@ -42,14 +33,14 @@ const vniOfBridge = (bridge: string | undefined): number | undefined => {
  * by the libvirt network's name. A vxbrN no readable definition explains
  * fails with the unreadable definitions' error, as for the qemu hook.
  */
-export function definitionForPort(port: NetworkPort, deps: Pick<NetworkHookDeps, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition | undefined {
+export function definitionForPort(port: NetworkPort, fx: Pick<Effects, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition | undefined {
   const vni = vniOfBridge(port.bridge);
   if (vni !== undefined) {
-    const lookup = deps.findDefinitionByVni(vni);
+    const lookup = fx.findDefinitionByVni(vni);
     if (lookup.def) return lookup.def;
     if (lookup.broken[0]) throw lookup.broken[0].error;
   }
-  return deps.findDefinition(port.network);
+  return fx.findDefinition(port.network);
 }
 
 /**
@@ -57,14 +48,14 @@ export function definitionForPort(port: NetworkPort, deps: Pick<NetworkHookDeps,
  * release never does): the one of the domain's record on that VNI, else
  * the definition, else the libvirt network's name with the bridge's VNI.
  */
-function networkLeft(port: NetworkPort, deps: NetworkHookDeps): { name: string; vni: number } | undefined {
+function networkLeft(port: NetworkPort, fx: Effects): { name: string; vni: number } | undefined {
   const vni = vniOfBridge(port.bridge);
-  const record = deps.effects.readDomainRecord(port.key);
+  const record = fx.readDomainRecord(port.key);
   const recorded = record?.networks.find((n) => (vni !== undefined ? n.vni === vni : n.name === port.network));
   if (recorded) return recorded;
   let def: NetworkDefinition | undefined;
   try {
-    def = definitionForPort(port, deps);
+    def = definitionForPort(port, fx);
   } catch {
     def = undefined;
   }
@@ -73,20 +64,20 @@ function networkLeft(port: NetworkPort, deps: NetworkHookDeps): { name: string; 
 }
 
 /** Run one network hook invocation; returns the exit status. */
-export async function runNetworkHook(argv: readonly string[], io: HookIo, deps: NetworkHookDeps = realDeps): Promise<number> {
+export async function runNetworkHook(argv: readonly string[], io: HookIo, fx: Effects = realEffects): Promise<number> {
   const [, op, subop] = argv;
   if (op !== 'port-created' && op !== 'port-deleted') return 0; // start, started, stopped, updated: not ours
   try {
     const port = readNetworkPort(await io.readStdin());
     const domain = { key: port.key, name: port.owner.name };
     if (op === 'port-created') {
-      const def = definitionForPort(port, deps);
+      const def = definitionForPort(port, fx);
       if (!def) return 0;
-      await ensureForDomain(domain, [def], deps.effects, new Map([[def.name, port.mac ? [port.mac] : 'unknown']]), `${op} ${subop ?? ''}`.trim());
+      await ensureForDomain(domain, [def], fx, new Map([[def.name, port.mac ? [port.mac] : 'unknown']]), `${op} ${subop ?? ''}`.trim());
     } else {
-      const network = networkLeft(port, deps);
+      const network = networkLeft(port, fx);
       // A NIC without a MAC cannot be told from the domain's others: its stop releases it.
-      if (network && port.mac) await unplugNic(domain, network, port.mac, deps.effects);
+      if (network && port.mac) await unplugNic(domain, network, port.mac, fx);
     }
     return 0;
   } catch (err) {

@@ -1,11 +1,8 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError, LibvirtUnreachableError, warn } from '../errors.ts';
-import { checkNoConflict, NAME_RULE, overlayMtu, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
-import * as iproute from '../iproute.ts';
-import { removeUnusedPairs } from '../lifecycle.ts';
-import { hasUsers, userNames } from '../users.ts';
-import { defineLibvirtNetwork } from '../libvirt/index.ts';
-import * as store from '../store.ts';
+import { realLibvirt } from '../libvirt/index.ts';
+import { realEffects } from '../lifecycle.ts';
+import { NAME_RULE, validateDefinition, type NetworkDefinition } from '../network-definition.ts';
+import { defineNetwork as defineNetworkTx } from '../network-transactions.ts';
 import { list, single } from './options.ts';
 
 /** The options that make up a definition (define-network and redefine). */
@@ -77,58 +74,16 @@ export const defineNetwork: CommandModule<object, Args> = {
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     // The choice is recorded: reconcile makes the libvirt network of a definition that wants one.
     const def: NetworkDefinition = { ...definitionFromArgs(argv), libvirt: argv.libvirt };
-    // Check the MTU against the underlay now if it is here; a host whose
-    // underlay comes up later is checked again when a VM starts.
-    const devMtu = await iproute.linkMtu(def.dev);
-    let mtuNote: string;
-    if (devMtu === undefined) {
-      warn(`underlay device ${def.dev} does not exist on this host yet; VMs on ${def.name} cannot start until it does`);
-      mtuNote = def.mtu === undefined ? 'MTU from the underlay' : `MTU ${def.mtu}`;
-    } else {
-      mtuNote = `MTU ${overlayMtu(def, devMtu)}`;
-    }
-    /** The definition this one replaces, if any, after refusing what must not be replaced. */
-    const checkAgainst = (existing: NetworkDefinition[]): NetworkDefinition | undefined => {
-      const previous = existing.find((d) => d.name === def.name);
-      if (previous && !argv.replace) {
-        throw new DefinitionError(`network ${def.name} is already defined: undefine it first, or use --replace`);
-      }
-      checkNoConflict(def, existing);
-      // A new VNI means new device names: the old pair would be orphaned under guests still on it.
-      const users = store.readUsers(def.name);
-      if (previous && previous.vni !== def.vni && hasUsers(users)) {
-        throw new DefinitionError(
-          `--vni ${def.vni}: network ${def.name} is used by ${userNames(users).join(', ')} on VNI ${previous.vni}; stop them before changing its VNI`,
-        );
-      }
-      return previous;
-    };
-    // Check first, then the libvirt network, then write: if libvirt refuses,
-    // vxvirt has written nothing. If libvirtd cannot be reached at all, the
-    // definition is written anyway (the hook needs no libvirt network) and
-    // reconcile makes the libvirt network later. libvirt is not called under
-    // the host lock, which the hooks that libvirtd runs may be waiting for.
-    checkAgainst(store.listDefinitions());
-    let libvirtNote = '';
-    if (argv.libvirt) {
-      try {
-        const r = await defineLibvirtNetwork(def);
-        if (r.note) warn(r.note);
-        libvirtNote = r.action === 'unchanged' ? '; libvirt network unchanged' : `; libvirt network ${r.action}`;
-      } catch (err) {
-        if (!(err instanceof LibvirtUnreachableError)) throw err;
-        warn(
-          `libvirt network ${def.name} was not ${argv.replace ? 'created or updated' : 'created'} (${err.message}): \`vxvirt reconcile\` creates it once libvirt is reachable, or run this command again with --replace`,
-        );
-        libvirtNote = '; libvirt network not created yet';
-      }
-    }
-    await store.withHostLock(`define-network ${def.name}`, async () => {
-      const previous = checkAgainst(store.listDefinitions());
-      store.writeDefinition(def);
-      // Unused (checked above): remove the old VNI's pair if it is still there.
-      if (previous && previous.vni !== def.vni) await removeUnusedPairs([previous]);
-    });
+    const r = await defineNetworkTx(def, { replace: argv.replace, libvirt: argv.libvirt }, realEffects, realLibvirt);
+    const mtuNote = r.mtu !== undefined ? `MTU ${r.mtu}` : def.mtu === undefined ? 'MTU from the underlay' : `MTU ${def.mtu}`;
+    const libvirtNote =
+      r.libvirt === undefined
+        ? ''
+        : r.libvirt === 'not-created'
+          ? '; libvirt network not created yet'
+          : r.libvirt === 'unchanged'
+            ? '; libvirt network unchanged'
+            : `; libvirt network ${r.libvirt}`;
     process.stdout.write(`defined network ${def.name}: VNI ${def.vni} on ${def.dev}, ${mtuNote}${libvirtNote}\n`);
   },
 };

@@ -5,33 +5,11 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { readDomainXml } from '../domain-xml.ts';
 import { DomainXmlError, UsageError, warn } from '../errors.ts';
 import { generate } from '../generator.ts';
+import { networkMtu } from '../attach.ts';
 import { linkMtu } from '../iproute.ts';
-import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from '../network-definition.ts';
+import type { NetworkDefinition } from '../network-definition.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
-
-/**
- * The MTU a guest NIC on `def` gets on this host: the definition's --mtu if
- * set (checked against the underlay when it is here), else the underlay
- * device's MTU minus the VXLAN overhead. Without the underlay device on this
- * host: the definition's --mtu, else 1500 minus the overhead, with a warning.
- */
-export async function networkMtu(
-  def: NetworkDefinition,
-  deviceMtu: (dev: string) => Promise<number | undefined> = linkMtu,
-  warning: (line: string) => void = warn,
-): Promise<number> {
-  const underlay = await deviceMtu(def.dev);
-  if (underlay !== undefined) return overlayMtu(def, underlay);
-  const family = underlayFamily(def);
-  const mtu = def.mtu ?? 1500 - OVERHEAD[family];
-  warning(
-    `underlay device ${def.dev} of network ${def.name} is not on this host: using MTU ${mtu} (${
-      def.mtu !== undefined ? "the definition's --mtu" : `1500 minus ${OVERHEAD[family]} for VXLAN over IPv${family}`
-    })`,
-  );
-  return mtu;
-}
 
 /** A MAC for a new NIC: QEMU's 52:54:00 prefix (as libvirt uses), random rest. */
 function randomMac(): string {
@@ -114,7 +92,7 @@ export const generateCommand: CommandModule<object, Args> = {
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     const choice = nicChoice(argv);
     const xml = await readInput(argv.file);
-    const mtu = await networkMtu(choice.network);
+    const mtu = await networkMtu(choice.network, linkMtu, warn);
     process.stdout.write(generate(xml, { ...choice, mtu }));
   },
 };

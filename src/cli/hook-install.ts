@@ -1,9 +1,10 @@
-// install-hook, uninstall-hook.
+// install-hook, uninstall-hook: options in, messages out (the change is
+// src/hook-install.ts's changeHooks).
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { warn } from '../errors.ts';
-import { applySteps, DEFAULT_HOOKS_DIR, HOOK_KINDS, inspectHooksDir, isRestartNote, planInstall, planUninstall, vxvirtHook, type HookKind, type HooksDir, type HookPlan } from '../hook-install.ts';
+import { changeHooks, DEFAULT_HOOKS_DIR, planInstall, planUninstall, vxvirtHook } from '../hook-install.ts';
 import { single } from './options.ts';
 
 interface Args {
@@ -15,20 +16,7 @@ export const hooksDirOption = <T>(y: Argv<T>) =>
 
 export const hooksDir = (argv: Args): string => single('hooks-dir', argv.hooksDir) || DEFAULT_HOOKS_DIR;
 
-/**
- * Plan both hooks first (a conflict with one installs neither), then carry
- * the plans out; the restart note, the same for both, is printed once.
- */
-function carryOut(plan: (d: HooksDir, hook: string) => HookPlan, dir: string): void {
-  const plans = HOOK_KINDS.map((kind: HookKind) => {
-    const hook = vxvirtHook(undefined, kind);
-    return plan(inspectHooksDir(dir, hook, kind), hook);
-  });
-  for (const p of plans) applySteps(p.steps);
-  const lines = plans.flatMap((p) => p.messages);
-  const ordered = [...lines.filter((l) => !isRestartNote(l)), ...new Set(lines.filter(isRestartNote))];
-  process.stdout.write(ordered.map((m) => `${m}\n`).join(''));
-}
+const print = (lines: string[]): void => void process.stdout.write(lines.map((m) => `${m}\n`).join(''));
 
 export const installHook: CommandModule<object, Args> = {
   command: 'install-hook',
@@ -43,7 +31,7 @@ export const installHook: CommandModule<object, Args> = {
       const bundle = join(checkout, 'dist', b);
       if (!existsSync(bundle)) warn(`${bundle} is missing: run 'npm ci && npm run build' in ${checkout}, or the hooks cannot start guests on vxvirt networks`);
     }
-    carryOut(planInstall, hooksDir(argv));
+    print(changeHooks(planInstall, hooksDir(argv)));
   },
 };
 
@@ -53,6 +41,6 @@ export const uninstallHook: CommandModule<object, Args> = {
   builder: (y: Argv) =>
     hooksDirOption(y).example('$0 uninstall-hook', `remove vxvirt's links from ${DEFAULT_HOOKS_DIR} (qemu, network, or KIND.d/vxvirt)`),
   handler: (argv: ArgumentsCamelCase<Args>) => {
-    carryOut((d) => planUninstall(d), hooksDir(argv));
+    print(changeHooks((d) => planUninstall(d), hooksDir(argv)));
   },
 };

@@ -1,24 +1,13 @@
 // `vxvirt reconcile`: converge definitions, state, devices and libvirt
-// networks (the rules are in src/reconcile.ts, the carrying out of the host's
-// part in src/lifecycle.ts). This command asks libvirt which domains run and
-// which libvirt networks exist — the hook never may — and does so, and makes
-// or removes libvirt networks, before it takes the host lock: libvirtd holds
-// a domain while its hook runs, runs network hooks as it starts a network,
-// and the hooks wait for the lock.
+// networks (the rules are in src/reconcile.ts, the run in src/reconcile-run.ts,
+// the host's part in src/lifecycle.ts). Here: options in, text or JSON out,
+// and the exit status of a run that did not converge.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { NotConvergedError, oneLine, UsageError, warn } from '../errors.ts';
-import { defineLibvirtNetwork, listActiveDomains, listLibvirtNetworks, undefineLibvirtNetwork } from '../libvirt/index.ts';
-import { reconcileHost, type ReconcileReport } from '../lifecycle.ts';
-import {
-  activeDomainFacts,
-  planLibvirtNetworks,
-  type Action,
-  type LibvirtFacts,
-  type LibvirtNetworkAction,
-  type LibvirtNetworkFacts,
-  type LibvirtNetworkPlan,
-} from '../reconcile.ts';
-import * as store from '../store.ts';
+import { NotConvergedError, UsageError, warn } from '../errors.ts';
+import { realLibvirt } from '../libvirt/index.ts';
+import { realEffects } from '../lifecycle.ts';
+import type { Action } from '../reconcile.ts';
+import { reconcileAll, type RunReport } from '../reconcile-run.ts';
 import { printJson } from './output.ts';
 
 const DEFAULT_GRACE_S = 120;
@@ -28,61 +17,6 @@ interface ReconcileArgs {
   json: boolean;
   grace: string;
   libvirt: boolean;
-}
-
-async function askLibvirt(): Promise<LibvirtFacts> {
-  const asOf = new Date();
-  try {
-    const domains = await listActiveDomains();
-    return {
-      reachable: true,
-      asOf,
-      domains: domains.map((d) => {
-        try {
-          return activeDomainFacts(d.uuid, d.name, d.liveXml);
-        } catch {
-          // XML libvirt itself wrote cannot be bad; if it were, the domain still runs.
-          return { uuid: d.uuid, name: d.name, bridges: [], networks: [] };
-        }
-      }),
-    };
-  } catch (err) {
-    return { reachable: false, reason: oneLine(err) };
-  }
-}
-
-async function askLibvirtNetworks(): Promise<LibvirtNetworkFacts> {
-  try {
-    return { reachable: true, networks: await listLibvirtNetworks() };
-  } catch (err) {
-    return { reachable: false, reason: oneLine(err) };
-  }
-}
-
-const NO_NETWORK_PLAN: LibvirtNetworkPlan = { actions: [], left: [], notes: [] };
-
-/** Step 4 of reconcile (src/reconcile.ts), with libvirt asked now: the definitions are read again each time. */
-async function planNetworks(): Promise<{ facts: LibvirtNetworkFacts; plan: LibvirtNetworkPlan }> {
-  const facts = await askLibvirtNetworks();
-  const { defs, broken } = store.loadDefinitions();
-  return { facts, plan: planLibvirtNetworks(defs, broken.map((b) => b.name), facts) };
-}
-
-async function carryOutNetwork(a: LibvirtNetworkAction): Promise<void> {
-  if (a.kind === 'define-libvirt-network') {
-    const r = await defineLibvirtNetwork(a.def);
-    if (r.note) warn(r.note);
-  } else {
-    await undefineLibvirtNetwork(a.network);
-  }
-}
-
-/** libvirt networks' part of a reconcile run. */
-interface NetworkReport {
-  facts?: LibvirtNetworkFacts;
-  plan: LibvirtNetworkPlan;
-  failed: Array<{ action: LibvirtNetworkAction; error: string }>;
-  remaining: LibvirtNetworkPlan;
 }
 
 /** The network an action is about (by name; a VNI for devices of a network whose name is unknown). */
@@ -106,7 +40,7 @@ function graceSeconds(raw: string): number {
   return n;
 }
 
-function printText(report: ReconcileReport, net: NetworkReport, dryRun: boolean): void {
+function printText({ host: report, net }: RunReport, dryRun: boolean): void {
   const out: string[] = [];
   const failedLine = (lines: string[], error: string): string => `failed: ${lines.join('; ')}: ${error}`;
   for (const a of net.plan.actions) {
@@ -128,6 +62,51 @@ function printText(report: ReconcileReport, net: NetworkReport, dryRun: boolean)
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
+function jsonReport(run: RunReport, dryRun: boolean) {
+  const { host: report, net, libvirt } = run;
+  const failedOf = (a: unknown): string | null => report.failed.find((f) => f.action === a)?.error ?? net.failed.find((f) => f.action === a)?.error ?? null;
+  return {
+    dryRun,
+    libvirt: libvirt.reachable ? { reachable: true, active: libvirt.domains.length } : { reachable: false, reason: libvirt.reason },
+    libvirtNetworks: !net.facts
+      ? { reachable: false, reason: '--no-libvirt' }
+      : net.facts.reachable
+        ? { reachable: true, vxvirt: net.facts.networks.filter((n) => n.ours).length }
+        : { reachable: false, reason: net.facts.reason },
+    actions: [
+      ...net.plan.actions.map((a) => ({ kind: a.kind, lines: a.lines, network: a.network, domain: null, failed: failedOf(a) })),
+      ...report.plan.actions.map((a) => ({
+        kind: a.kind,
+        lines: a.lines,
+        network: networkOf(a),
+        domain: 'domain' in a ? a.domain : null,
+        failed: failedOf(a),
+      })),
+    ],
+    left: [...net.plan.left, ...report.plan.left],
+    notes: run.notes,
+    remaining: dryRun ? [] : [...net.remaining.actions, ...report.remaining.actions].flatMap((a) => a.lines),
+    converged: run.converged,
+  };
+}
+
+/** Why the run did not converge, counted: the NotConvergedError's message. */
+function notConverged({ host: report, net }: RunReport, dryRun: boolean): string {
+  const count = (n: number, what: string): string[] => (n > 0 ? [`${n} ${what}`] : []);
+  const lines = (actions: ReadonlyArray<{ lines: string[] }>): number => actions.reduce((n, a) => n + a.lines.length, 0);
+  const parts = dryRun
+    ? [
+        ...count(lines(net.plan.actions) + lines(report.plan.actions), 'change(s) to make'),
+        ...count(net.plan.left.length + report.plan.left.length, 'thing(s) left for a person'),
+      ]
+    : [
+        ...count(net.failed.length + report.failed.length, 'change(s) failed'),
+        ...count(net.remaining.actions.length + report.remaining.actions.length, 'change(s) still to make'),
+        ...count(net.remaining.left.length + report.remaining.left.length, 'thing(s) left for a person'),
+      ];
+  return `${dryRun ? 'dry run' : 'not converged'}: ${parts.join(', ')}`;
+}
+
 export const reconcileCommand: CommandModule<object, ReconcileArgs> = {
   command: 'reconcile',
   describe: 'Make devices and state agree with the definitions and the running domains',
@@ -145,75 +124,12 @@ export const reconcileCommand: CommandModule<object, ReconcileArgs> = {
       .example('$0 reconcile', 'after a crash, a reboot or a hand edit: repair, drop stale users, remove unused pairs') as unknown as Argv<ReconcileArgs>,
   handler: async (argv: ArgumentsCamelCase<ReconcileArgs>) => {
     const grace = graceSeconds(argv.grace);
-    // libvirt networks first, outside the host lock: libvirt runs network hooks as it starts one.
-    const net: NetworkReport = { plan: NO_NETWORK_PLAN, failed: [], remaining: NO_NETWORK_PLAN };
-    if (argv.libvirt) {
-      const first = await planNetworks();
-      net.facts = first.facts;
-      net.plan = first.plan;
-      net.remaining = first.plan;
-      if (!argv.dryRun && first.plan.actions.length > 0) {
-        for (const action of first.plan.actions) {
-          try {
-            await carryOutNetwork(action);
-          } catch (err) {
-            net.failed.push({ action, error: oneLine(err) });
-          }
-        }
-        net.remaining = (await planNetworks()).plan;
-      }
+    const run = await reconcileAll({ dryRun: argv.dryRun, graceSeconds: grace, libvirt: argv.libvirt }, realEffects, realLibvirt);
+    if (argv.json) printJson(jsonReport(run, argv.dryRun));
+    else {
+      for (const note of run.notes) warn(note);
+      printText(run, argv.dryRun);
     }
-    const libvirt: LibvirtFacts = argv.libvirt ? await askLibvirt() : { reachable: false, reason: '--no-libvirt' };
-    const report = await reconcileHost({ dryRun: argv.dryRun, graceSeconds: grace, libvirt });
-    const netConverged = argv.dryRun
-      ? net.plan.actions.length === 0 && net.plan.left.length === 0
-      : net.failed.length === 0 && net.remaining.actions.length === 0 && net.remaining.left.length === 0;
-    const converged = report.converged && netConverged;
-    const notes = [...net.plan.notes, ...report.plan.notes];
-    if (argv.json) {
-      const failedOf = (a: unknown): string | null =>
-        report.failed.find((f) => f.action === a)?.error ?? net.failed.find((f) => f.action === a)?.error ?? null;
-      printJson({
-        dryRun: argv.dryRun,
-        libvirt: libvirt.reachable ? { reachable: true, active: libvirt.domains.length } : { reachable: false, reason: libvirt.reason },
-        libvirtNetworks: !net.facts
-          ? { reachable: false, reason: '--no-libvirt' }
-          : net.facts.reachable
-            ? { reachable: true, vxvirt: net.facts.networks.filter((n) => n.ours).length }
-            : { reachable: false, reason: net.facts.reason },
-        actions: [
-          ...net.plan.actions.map((a) => ({ kind: a.kind, lines: a.lines, network: a.network, domain: null, failed: failedOf(a) })),
-          ...report.plan.actions.map((a) => ({
-            kind: a.kind,
-            lines: a.lines,
-            network: networkOf(a),
-            domain: 'domain' in a ? a.domain : null,
-            failed: failedOf(a),
-          })),
-        ],
-        left: [...net.plan.left, ...report.plan.left],
-        notes,
-        remaining: argv.dryRun ? [] : [...net.remaining.actions, ...report.remaining.actions].flatMap((a) => a.lines),
-        converged,
-      });
-    } else {
-      for (const note of notes) warn(note);
-      printText(report, net, argv.dryRun);
-    }
-    if (!converged) {
-      const count = (n: number, what: string): string[] => (n > 0 ? [`${n} ${what}`] : []);
-      const lines = (actions: ReadonlyArray<{ lines: string[] }>): number => actions.reduce((n, a) => n + a.lines.length, 0);
-      const parts = argv.dryRun
-        ? [
-            ...count(lines(net.plan.actions) + lines(report.plan.actions), 'change(s) to make'),
-            ...count(net.plan.left.length + report.plan.left.length, 'thing(s) left for a person'),
-          ]
-        : [
-            ...count(net.failed.length + report.failed.length, 'change(s) failed'),
-            ...count(net.remaining.actions.length + report.remaining.actions.length, 'change(s) still to make'),
-            ...count(net.remaining.left.length + report.remaining.left.length, 'thing(s) left for a person'),
-          ];
-      throw new NotConvergedError(`${argv.dryRun ? 'dry run' : 'not converged'}: ${parts.join(', ')}`);
-    }
+    if (!run.converged) throw new NotConvergedError(notConverged(run, argv.dryRun));
   },
 };

@@ -1,86 +1,17 @@
 // set-peers and redefine: change a network that guests may be using. The
-// definition is rewritten (atomically) and, if the network is in use on this
-// host, its live devices are brought to it in place — under the host lock,
-// so no hook's prepare or release interleaves. Changes a live vxlan device
-// cannot take are refused while the network is in use (see redefine.ts).
+// transaction (src/network-transactions.ts) rewrites the definition and, if
+// the network is in use on this host, brings its live devices to it in place
+// under the host lock; changes a live vxlan device cannot take are refused
+// while the network is in use (see redefine.ts). Here: options in, text out.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { DefinitionError, VxvirtError, warn } from '../errors.ts';
-import * as iproute from '../iproute.ts';
-import { updateLiveNetwork } from '../lifecycle.ts';
-import { logChange } from '../log.ts';
-import { bridgeName, floodingMode, overlayMtu, validateDefinition, vxlanName, type NetworkDefinition } from '../network-definition.ts';
-import { ownedDevices, type Step } from '../plan.ts';
-import { describeChange, planRedefine, refusalMessage, vniMessage, type RedefinePlan } from '../redefine.ts';
-import * as store from '../store.ts';
-import { hasUsers, userNames } from '../users.ts';
+import { warn } from '../errors.ts';
+import { realEffects } from '../lifecycle.ts';
+import { floodingMode, vxlanName, type NetworkDefinition } from '../network-definition.ts';
+import { redefineNetwork, setPeers as setPeersTx, type Changed } from '../network-transactions.ts';
+import type { Step } from '../plan.ts';
+import { describeChange } from '../redefine.ts';
 import { definitionFromArgs, definitionOptions, type DefinitionArgs } from './define-network.ts';
 import { list } from './options.ts';
-
-interface Outcome {
-  old: NetworkDefinition;
-  next: NetworkDefinition;
-  plan: RedefinePlan;
-  /** Who or what uses the network here (for messages); undefined = not in use. */
-  usedBy?: string;
-  /** What the live update planned; undefined = no devices were touched. */
-  live?: Step[];
-  /** The overlay MTU before and after, when the underlay is here to tell. */
-  mtu?: { from: number; to: number };
-}
-
-/** Why the network counts as in use here, or undefined: users recorded, or vxvirt's devices present. */
-async function usage(def: NetworkDefinition): Promise<string | undefined> {
-  const users = store.readUsers(def.name);
-  if (hasUsers(users)) return `by ${userNames(users).join(', ')}`;
-  const present = ownedDevices(def.vni, await iproute.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] }));
-  return present.length > 0 ? `its devices ${present.join(', ')} exist` : undefined;
-}
-
-/** The same error, with `suffix` added to its message. */
-function withSuffix(err: unknown, suffix: string): unknown {
-  if (!(err instanceof VxvirtError)) return err;
-  return new (err.constructor as new (m: string) => VxvirtError)(`${err.message}${suffix}`);
-}
-
-/**
- * Under the host lock: read the definition, refuse what cannot be done,
- * write the new one, update the live devices. If the update fails, the old
- * definition is written back and its devices restored as far as possible,
- * so a failed command changes nothing.
- */
-async function changeNetwork(name: string, command: string, makeNext: (old: NetworkDefinition) => NetworkDefinition): Promise<Outcome> {
-  return store.withHostLock(`${command} ${name}`, async () => {
-    const old = store.readDefinition(name);
-    const next = makeNext(old);
-    const plan = planRedefine(old, next);
-    if (plan.changes.length === 0) return { old, next, plan };
-    if (plan.vni) throw new DefinitionError(vniMessage(name, plan.vni));
-    // As define-network: an --mtu the underlay cannot carry is refused now if the underlay is here.
-    const devMtu = await iproute.linkMtu(next.dev);
-    const newMtu = devMtu === undefined ? undefined : overlayMtu(next, devMtu);
-    const mtu = devMtu === undefined || newMtu === undefined || next.dev !== old.dev ? undefined : { from: overlayMtuOr(old, devMtu), to: newMtu };
-    const usedBy = await usage(old);
-    if (usedBy && plan.refused.length > 0) throw new DefinitionError(refusalMessage(name, plan.refused, usedBy));
-    store.writeDefinition(next);
-    try {
-      const live = await updateLiveNetwork(next);
-      return { old, next, plan, usedBy, live, mtu };
-    } catch (err) {
-      store.writeDefinition(old);
-      await updateLiveNetwork(old).catch((e: Error) => warn(`network ${name}: could not restore its devices: ${e.message}`));
-      throw withSuffix(err, '; the definition is left as it was');
-    }
-  });
-}
-
-/** The overlay MTU of a stored definition, which an underlay changed since may no longer allow. */
-function overlayMtuOr(def: NetworkDefinition, devMtu: number): number {
-  try {
-    return overlayMtu(def, devMtu);
-  } catch {
-    return def.mtu ?? devMtu;
-  }
-}
 
 /** What the live update did, for people. */
 function describeLive(def: NetworkDefinition, steps: readonly Step[]): string {
@@ -98,7 +29,7 @@ function describeLive(def: NetworkDefinition, steps: readonly Step[]): string {
   return `${created.length > 0 ? 'devices repaired' : `${vx} updated in place`}, ${parts.join(', ') || 'attributes repaired'}`;
 }
 
-function report(command: string, o: Outcome): void {
+function report(command: string, o: Changed): void {
   const { next, plan } = o;
   if (o.usedBy && o.mtu && o.mtu.to < o.mtu.from) {
     warn(
@@ -115,19 +46,6 @@ function report(command: string, o: Outcome): void {
   } else {
     process.stdout.write(`network ${next.name}: ${plan.changes.map(describeChange).join(', ')}; ${live}\n`);
   }
-  logChange({
-    network: next.name,
-    action: onlyPeers ? 'peers-changed' : 'redefined',
-    command,
-    changed: onlyPeers ? undefined : plan.changes.map((c) => c.what.replace(/^--/, '').replace(/ /g, '-')),
-    peers: next.group === undefined ? next.remotes : undefined,
-    group: next.group,
-    added: plan.added.length ? plan.added : undefined,
-    removed: plan.removed.length ? plan.removed : undefined,
-    mtu: o.mtu && o.mtu.from !== o.mtu.to ? o.mtu.to : undefined,
-    devices: o.live === undefined ? undefined : [bridgeName(next.vni), vxlanName(next.vni)],
-    live: o.live !== undefined,
-  });
 }
 
 interface SetPeersArgs {
@@ -149,12 +67,7 @@ export const setPeers: CommandModule<object, SetPeersArgs> = {
       .example('$0 set-peers tenant2 --remote 192.168.8.101 --remote 192.168.8.103', 'swap peer .102 for .103 while guests run: .101 keeps its entry') as unknown as Argv<SetPeersArgs>,
   handler: async (argv: ArgumentsCamelCase<SetPeersArgs>) => {
     const remotes = list(argv.remote);
-    const outcome = await changeNetwork(argv.name, 'set-peers', (old) => {
-      if (old.group !== undefined) {
-        throw new DefinitionError(`network ${old.name} floods to multicast group ${old.group}, it has no peers: change its flooding mode with redefine`);
-      }
-      return validateDefinition({ ...old, remotes });
-    });
+    const outcome = await setPeersTx(argv.name, remotes, realEffects);
     if (outcome.plan.changes.length === 0) {
       process.stdout.write(`network ${argv.name}: peers unchanged (${outcome.old.remotes.join(', ')})\n`);
       return;
@@ -173,8 +86,7 @@ export const redefine: CommandModule<object, DefinitionArgs> = {
     ) as unknown as Argv<DefinitionArgs>,
   handler: async (argv: ArgumentsCamelCase<DefinitionArgs>) => {
     const next = definitionFromArgs(argv);
-    // Whether the network has a libvirt network is define-network's choice: kept.
-    const outcome = await changeNetwork(next.name, 'redefine', (old) => (old.libvirt === undefined ? next : { ...next, libvirt: old.libvirt }));
+    const outcome = await redefineNetwork(next, realEffects);
     if (outcome.plan.changes.length === 0) {
       process.stdout.write(`network ${next.name}: unchanged\n`);
       return;

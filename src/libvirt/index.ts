@@ -14,6 +14,16 @@ import type { ActiveDomain, DomainBackend, DomainState } from './backend.ts';
 import { bindingsBackend, bindingsHint, loadBindings } from './bindings.ts';
 import { BACKEND_ENV, parseSetting, type Access } from './choice.ts';
 import { virshBackend } from './virsh.ts';
+import { attachDeviceLive, detachDeviceLive, updateDeviceLive } from './devices.ts';
+import {
+  defineLibvirtNetwork,
+  listLibvirtNetworks,
+  undefineLibvirtNetwork,
+  type DefineNetworkResult,
+  type LibvirtNetworkInfo,
+  type UndefineNetworkResult,
+} from './networks.ts';
+import type { NetworkDefinition } from '../network-definition.ts';
 
 export type { ActiveDomain, DomainState } from './backend.ts';
 export { describeAccess, type Access } from './choice.ts';
@@ -72,3 +82,33 @@ export async function listActiveDomains(): Promise<ActiveDomain[]> {
 export async function defineDomain(xml: string): Promise<string> {
   return (await backend()).backend.defineDomain(xml);
 }
+
+/**
+ * What the commands ask of libvirt, as one record: the commands' transactions
+ * (src/network-transactions.ts, src/attach.ts, src/reconcile-run.ts, src/status.ts)
+ * take it beside the host's Effects, and tests replace it with a fake
+ * libvirt. It is a record of its own because the hooks must never get one.
+ */
+export interface Libvirt {
+  readDomainState(name: string): Promise<DomainState>;
+  listActiveDomains(): Promise<ActiveDomain[]>;
+  defineDomain(xml: string): Promise<string>;
+  attachDeviceLive(domain: string, xml: string): Promise<void>;
+  detachDeviceLive(domain: string, xml: string): Promise<void>;
+  updateDeviceLive(domain: string, xml: string): Promise<void>;
+  listNetworks(): Promise<LibvirtNetworkInfo[]>;
+  defineNetwork(def: NetworkDefinition): Promise<DefineNetworkResult>;
+  undefineNetwork(name: string): Promise<UndefineNetworkResult>;
+}
+
+export const realLibvirt: Libvirt = {
+  readDomainState,
+  listActiveDomains,
+  defineDomain,
+  attachDeviceLive,
+  detachDeviceLive,
+  updateDeviceLive,
+  listNetworks: listLibvirtNetworks,
+  defineNetwork: defineLibvirtNetwork,
+  undefineNetwork: undefineLibvirtNetwork,
+};

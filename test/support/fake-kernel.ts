@@ -1,8 +1,8 @@
 // An in-memory stand-in for the kernel's links and the users store, for unit
 // tests of lifecycle and hook logic without root. It interprets plan.ts's
 // steps the way `ip`/`bridge` would, including "File exists" failures.
-import { ToolError } from '../../src/errors.ts';
-import type { Change, Effects, SurveyEffects } from '../../src/lifecycle.ts';
+import { NotFoundError, ToolError } from '../../src/errors.ts';
+import type { Change, Effects } from '../../src/lifecycle.ts';
 import type { NetworkDefinition } from '../../src/network-definition.ts';
 import type { DomainRecord, LoadedDefinitions } from '../../src/store.ts';
 import type { Link, Observed, Step } from '../../src/plan.ts';
@@ -14,7 +14,7 @@ export class FakeHost {
   users = new Map<string, Users>();
   domains = new Map<string, DomainRecord>();
   releasing = new Map<string, DomainRecord>();
-  /** The definitions `vxvirt reconcile` reads (the hook is handed its own). */
+  /** The definitions the store holds (a broken file is named in `broken`). */
   defs: NetworkDefinition[] = [];
   broken: LoadedDefinitions['broken'] = [];
   changes: Change[] = [];
@@ -27,6 +27,8 @@ export class FakeHost {
   /** How often every device was read (observeAll). */
   surveyed = 0;
   applied: Step[][] = [];
+  /** The names of the definitions written, in order. */
+  definitionWrites: string[] = [];
   lockHeld = false;
   private lockQueue: Promise<void> = Promise.resolve();
   /** Runs before each apply; lets a test play another actor. */
@@ -127,6 +129,33 @@ export class FakeHost {
       },
       // What the store holds now (defs, when a test sets them), else the caller's own.
       rereadDefinition: (def) => this.defs.find((d) => d.name === def.name) ?? def,
+      readDefinition: (name) => {
+        const def = this.findDefinition(name);
+        if (!def) throw new NotFoundError(`network ${name} is not defined (no /etc/vxvirt/networks/${name}.json)`);
+        return def;
+      },
+      findDefinition: (name) => this.findDefinition(name),
+      findDefinitionByVni: (vni) => {
+        const def = this.defs.find((d) => d.vni === vni);
+        return def ? { def: structuredClone(def), broken: [] } : { broken: [...this.broken] };
+      },
+      listDefinitions: () => {
+        if (this.broken[0]) throw this.broken[0].error;
+        return this.defs.map((d) => structuredClone(d)).sort((a, b) => a.name.localeCompare(b.name));
+      },
+      loadDefinitions: () => ({ defs: this.defs.map((d) => structuredClone(d)), broken: [...this.broken] }),
+      writeDefinition: (def) => {
+        if (!this.lockHeld) throw new Error('definition written without the host lock');
+        this.defs = [...this.defs.filter((d) => d.name !== def.name), structuredClone(def)];
+        this.definitionWrites.push(def.name);
+      },
+      removeDefinition: (name) => {
+        if (!this.lockHeld) throw new Error('definition removed without the host lock');
+        this.defs = this.defs.filter((d) => d.name !== name);
+      },
+      listUserNetworks: () => [...this.users.keys()],
+      listDomainRecords: () => [...this.domains].map(([key, record]) => ({ key, record: structuredClone(record) })),
+      linkMtu: async (dev) => this.links.get(dev)?.mtu,
       readDomainRecord: (key) => structuredClone(this.domains.get(key)),
       writeDomainRecord: (key, record) => {
         if (!this.lockHeld) throw new Error('domain record written without the host lock');
@@ -167,13 +196,11 @@ export class FakeHost {
 
   now = new Date('2026-01-01T00:00:00Z');
 
-  /** What `vxvirt reconcile` reads on top: everything. */
-  surveyEffects(): SurveyEffects {
-    return {
-      ...this.effects(),
-      loadDefinitions: () => ({ defs: [...this.defs], broken: [...this.broken] }),
-      listUserNetworks: () => [...this.users.keys()],
-      listDomainRecords: () => [...this.domains].map(([key, record]) => ({ key, record: structuredClone(record) })),
-    };
+  /** A definition as the store gives it: a broken file throws its error. */
+  findDefinition(name: string): NetworkDefinition | undefined {
+    const bad = this.broken.find((b) => b.name === name);
+    if (bad) throw bad.error;
+    const def = this.defs.find((d) => d.name === name);
+    return def && structuredClone(def);
   }
 }

@@ -1,7 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FileConflictError } from '../../src/errors.ts';
-import { planInstall, planUninstall, type Entry, type HooksDir, type Step } from '../../src/hook-install.ts';
+import { lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { changeHooks, isRestartNote, planInstall, planUninstall, type Entry, type HooksDir, type Step } from '../../src/hook-install.ts';
 
 const HOOK = '/opt/vxvirt/hooks/qemu';
 const OLD = '/srv/vxvirt-old/hooks/qemu';
@@ -96,6 +99,46 @@ test("uninstall removes vxvirt's links (any checkout) and copies, nothing else",
   }
   const kept = planUninstall(dir({ main: dangling }));
   assert.ok(kept.messages.includes(`left ${MAIN} as it is: a symlink to /gone/qemu, which does not exist, not vxvirt's hook`));
+});
+
+// ---- changeHooks: both hooks planned, then carried out, in a directory of files
+
+function checkoutAndHooksDir(): { checkout: string; hooks: string; cleanup: () => void } {
+  const root = mkdtempSync(join(tmpdir(), 'vxvirt-hooks-'));
+  const checkout = join(root, 'vxvirt');
+  mkdirSync(join(checkout, 'hooks'), { recursive: true });
+  for (const k of ['qemu', 'network']) writeFileSync(join(checkout, 'hooks', k), '#!/bin/sh\n', { mode: 0o755 });
+  return { checkout, hooks: join(root, 'etc-libvirt-hooks'), cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+test('changeHooks: install links both hooks, the restart note once and last; uninstall removes both', () => {
+  const t = checkoutAndHooksDir();
+  try {
+    const lines = changeHooks(planInstall, t.hooks, t.checkout);
+    assert.is(readlinkSync(join(t.hooks, 'qemu')), join(t.checkout, 'hooks', 'qemu'));
+    assert.is(readlinkSync(join(t.hooks, 'network')), join(t.checkout, 'hooks', 'network'));
+    assert.equal(lines.slice(0, 2), [`installed ${t.hooks}/qemu -> ${t.checkout}/hooks/qemu`, `installed ${t.hooks}/network -> ${t.checkout}/hooks/network`]);
+    const notes = lines.filter(isRestartNote);
+    assert.ok(notes.length > 0 && new Set(notes).size === notes.length, 'each restart line once');
+    assert.ok(lines.slice(lines.length - notes.length).every(isRestartNote), 'the restart note last');
+    changeHooks((d) => planUninstall(d), t.hooks, t.checkout);
+    for (const k of ['qemu', 'network']) assert.throws(() => lstatSync(join(t.hooks, k)), /ENOENT/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('changeHooks: a conflict with the network hook installs neither', () => {
+  const t = checkoutAndHooksDir();
+  try {
+    mkdirSync(t.hooks);
+    writeFileSync(join(t.hooks, 'network'), '#!/bin/sh\n# another hook\n');
+    writeFileSync(join(t.hooks, 'network.d'), 'not a directory');
+    assert.throws(() => changeHooks(planInstall, t.hooks, t.checkout), (err: Error) => err instanceof FileConflictError && /network\.d is not a directory/.test(err.message));
+    assert.throws(() => lstatSync(join(t.hooks, 'qemu')), /ENOENT/, 'the qemu hook was not installed either');
+  } finally {
+    t.cleanup();
+  }
 });
 
 test.run();

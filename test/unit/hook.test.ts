@@ -24,6 +24,7 @@ function harness(defs = [tut, gone], broken: Array<{ name: string; error: Error 
         error: (l) => errors.push(l),
       },
       {
+        ...host.effects(),
         findDefinition: (name) => {
           const bad = broken.find((b) => b.name === name);
           if (bad) throw bad.error;
@@ -33,8 +34,6 @@ function harness(defs = [tut, gone], broken: Array<{ name: string; error: Error 
           const def = defs.find((d) => d.vni === vni);
           return def ? { def, broken: [] } : { broken };
         },
-        domainKeysNamed: (name) => [...host.domains].filter(([, r]) => r.name === name).map(([k]) => k),
-        effects: host.effects(),
       },
     );
   return { host, errors, run, reads: () => stdinReads };

@@ -230,14 +230,14 @@ test('reconcile repairs drift, and a second look finds nothing: converged', asyn
   h.links.get('vxlan42')!.mtu = 1500;
   delete h.links.get('vxlan42')!.master;
   h.links.get('vxbr42')!.up = false;
-  const dry = await reconcileHost(noLibvirt(true), h.surveyEffects());
+  const dry = await reconcileHost(noLibvirt(true), h.effects());
   assert.equal(dry.plan.actions.flatMap((a) => a.lines), [
     'repaired vxbr42 (network tut): down -> up',
     'repaired vxlan42 (network tut): mtu 1500 -> 1450, not a port of any bridge -> port of vxbr42',
   ]);
   assert.is(dry.converged, false);
   assert.is(h.links.get('vxlan42')?.mtu, 1500, 'a dry run changes nothing');
-  const r = await reconcileHost(noLibvirt(), h.surveyEffects());
+  const r = await reconcileHost(noLibvirt(), h.effects());
   assert.is(r.converged, true);
   assert.equal(r.failed, []);
   assert.equal([h.links.get('vxlan42')?.mtu, h.links.get('vxlan42')?.master, h.links.get('vxbr42')?.up], [1450, 'vxbr42', true]);
@@ -248,10 +248,10 @@ test('reconcile without libvirt drops an old user with no port, then its pair', 
   const h = host();
   h.defs = [tut];
   await ensureForDomain(A, [tut], h.effects());
-  const soon = await reconcileHost(noLibvirt(), h.surveyEffects());
+  const soon = await reconcileHost(noLibvirt(), h.effects());
   assert.equal(soon.plan.actions, [], 'within the grace period nothing is judged');
   later(h, 121);
-  const r = await reconcileHost(noLibvirt(), h.surveyEffects());
+  const r = await reconcileHost(noLibvirt(), h.effects());
   assert.equal(r.plan.actions.map((a) => a.kind), ['drop-user', 'drop-record', 'remove']);
   assert.is(r.converged, true);
   assert.equal(h.names(), ['ens47f1']);
@@ -266,7 +266,7 @@ test('reconcile finishes a release a killed hook left, like the next hook would'
   h.lockHeld = true;
   h.effects().beginRelease(A.key);
   h.lockHeld = false;
-  const r = await reconcileHost({ ...noLibvirt(), libvirt: { reachable: true, asOf: h.now, domains: [{ uuid: B.key, name: 'b', bridges: ['vxbr43'], networks: [] }] } }, h.surveyEffects());
+  const r = await reconcileHost({ ...noLibvirt(), libvirt: { reachable: true, asOf: h.now, domains: [{ uuid: B.key, name: 'b', bridges: ['vxbr43'], networks: [] }] } }, h.effects());
   assert.equal(r.plan.actions.flatMap((a) => a.lines), ['finished the release of a that was cut short: no longer a user of tut, mc', 'removed vxbr42+vxlan42 (network tut): no users']);
   assert.is(r.converged, true);
   assert.equal(h.names(), ['ens47f1', 'vxbr43', 'vxlan43']);
@@ -280,7 +280,7 @@ test('one failing action does not stop the others, and the run says it has not c
   h.links.get('vxbr42')!.up = false;
   h.links.set('vxbr43', { name: 'vxbr43', kind: 'bridge', group: ownerGroup(43), mtu: 1450, up: true });
   h.failOn = (s) => (s.op === 'up' ? 'RTNETLINK answers: Operation not permitted' : undefined);
-  const r = await reconcileHost(noLibvirt(), h.surveyEffects());
+  const r = await reconcileHost(noLibvirt(), h.effects());
   assert.equal(r.failed.map((f) => f.action.kind), ['repair']);
   assert.match(r.failed[0]!.error, /network tut: RTNETLINK answers: Operation not permitted/);
   assert.is(h.links.has('vxbr43'), false, 'the removal after the failed repair was carried out');

@@ -30,13 +30,12 @@ function harness() {
   const host = new FakeHost().addUnderlay('ens47f1');
   const errors: string[] = [];
   const deps = {
+    ...host.effects(),
     findDefinition: (name: string) => defs.find((d) => d.name === name),
     findDefinitionByVni: (vni: number) => {
       const def = defs.find((d) => d.vni === vni);
       return def ? { def, broken: [] } : { broken: [] };
     },
-    domainKeysNamed: (name: string) => [...host.domains].filter(([, r]) => r.name === name).map(([k]) => k),
-    effects: host.effects(),
   };
   const io = (input: string) => ({ readStdin: async () => input, error: (l: string) => errors.push(l) });
   return {
