@@ -11,6 +11,7 @@
 // dist/hook.js beside it.
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { suite } from 'uvu';
@@ -67,6 +68,17 @@ it.before((ctx) => {
 it.after((ctx) => {
   for (const h of ctx.hosts) h.destroy();
   rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+it("each bundle is the whole of its program: it loads nothing but Node's built-ins, so no two files of one version must match", () => {
+  for (const f of ['hook.js', 'network-hook.js', 'cli.js']) {
+    const text = readFileSync(join(repo, 'dist', f), 'utf8');
+    const loaded = [...text.matchAll(/\bimport\s*(?:[\w*{}\s,$]*?\s*from\s*)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)|\brequire\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1] ?? m[2] ?? m[3]!);
+    assert.ok(loaded.length > 0, `${f}: its imports are found`);
+    const builtin = (s: string) => s.startsWith('node:') || builtinModules.includes(s);
+    // @unraid/libvirt: the CLI's optional bindings, loaded through require() when installed (never by a hook).
+    assert.equal(loaded.filter((s) => !builtin(s) && !(f === 'cli.js' && s === '@unraid/libvirt')), [], `${f} loads only built-ins`);
+  }
 });
 
 it('a bundle caught half-written (an in-place copy) fails the start: what writing beside and renaming prevents', async (ctx) => {
