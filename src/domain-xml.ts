@@ -3,7 +3,7 @@
 // same functions; both stand on xml.ts, a small reader that keeps the hook's
 // bundle light: it runs on every VM start.
 import { DomainXmlError } from './errors.ts';
-import { bridgeName, type NetworkDefinition } from './network-definition.ts';
+import { vniOfBridge, type NetworkDefinition } from './network-definition.ts';
 import { attr, childElements, firstChild, namespaceOf, parseXml, textContent, XmlSyntaxError, type XmlDocument, type XmlElement } from './xml.ts';
 
 export interface DomainNic {
@@ -12,6 +12,10 @@ export interface DomainNic {
   network?: string;
   mac?: string;
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Whether a domain key is a UUID (any case); a domain without one is keyed by its name. */
+export const isUuid = (key: string): boolean => UUID.test(key);
 
 export interface DomainInfo {
   name: string;
@@ -27,8 +31,8 @@ export interface DomainInfo {
  * most REMOTE_STRING_MAX (4 MiB, src/remote/remote_protocol.x), so no domain
  * libvirt holds has a larger XML; twice that leaves room for what libvirt
  * adds to the live XML it hands the hook (aliases, addresses, runtime state).
- * A cap keeps a hook's memory bounded: 8 MiB of the densest XML (empty
- * elements) brings the hook to a peak RSS of about 370 MB.
+ * A cap keeps a hook's memory bounded (BENCHMARKS.md: the peak RSS of the
+ * densest 8 MiB XML).
  */
 export const MAX_DOMAIN_XML_BYTES = 8 * 1024 * 1024;
 
@@ -166,21 +170,62 @@ export function readDomain(xml: string): DomainInfo {
   return { name, ...(uuid ? { uuid } : {}), key: uuid ?? name, nics };
 }
 
+/** Whether a NIC is of a type that can be on a vxvirt network: type='bridge' or type='network'. */
+export const isBridgedNic = (nic: Pick<DomainNic, 'type'>): boolean => nic.type === 'bridge' || nic.type === 'network';
+
+/** Where the vxvirt networks are looked up: by the VNI of a bridge vxbrN, by name. */
+export interface NetworkIndex<T> {
+  byVni(vni: number): T | undefined;
+  byName(name: string): T | undefined;
+}
+
+/** The index of a list of definitions. */
+export const indexOf = (defs: readonly NetworkDefinition[]): NetworkIndex<NetworkDefinition> => ({
+  byVni: (vni) => defs.find((d) => d.vni === vni),
+  byName: (name) => defs.find((d) => d.name === name),
+});
+
 /**
- * The vxvirt networks a domain's NICs are on, in definition order.
- * A NIC matches by its source bridge first (a running domain's
- * `<interface type='network'>` reads as type='bridge' with both attributes),
- * and by its libvirt network name second.
+ * The vxvirt network a NIC's source is on: by its bridge vxbrN first (a
+ * running domain's `<interface type='network'>` reads as type='bridge' with
+ * both attributes), by its libvirt network name second.
  */
-export function networksUsedBy(domain: DomainInfo, defs: readonly NetworkDefinition[]): NetworkDefinition[] {
-  const used = new Set<NetworkDefinition>();
-  for (const nic of domain.nics) {
-    if (nic.type !== 'bridge' && nic.type !== 'network') continue;
-    const match =
-      (nic.bridge !== undefined && defs.find((d) => bridgeName(d.vni) === nic.bridge)) ||
-      (nic.network !== undefined && defs.find((d) => d.name === nic.network)) ||
-      undefined;
-    if (match) used.add(match);
+export function networkOf<T>(source: { bridge?: string | undefined; network?: string | undefined }, index: NetworkIndex<T>): T | undefined {
+  const vni = vniOfBridge(source.bridge);
+  return (vni !== undefined ? index.byVni(vni) : undefined) ?? (source.network !== undefined ? index.byName(source.network) : undefined);
+}
+
+/** The vxvirt network a NIC is on (networkOf), if it is of a type that can be on one. */
+export const networkOfNic = <T>(nic: DomainNic, index: NetworkIndex<T>): T | undefined => (isBridgedNic(nic) ? networkOf(nic, index) : undefined);
+
+/** The vxvirt networks a domain's NICs are on (networkOfNic), each name once, in NIC order. */
+export function networksOfNics<T extends { name: string }>(nics: readonly DomainNic[], index: NetworkIndex<T>): T[] {
+  const found = new Map<string, T>();
+  for (const nic of nics) {
+    const net = networkOfNic(nic, index);
+    if (net !== undefined && !found.has(net.name)) found.set(net.name, net);
   }
-  return defs.filter((d) => used.has(d));
+  return [...found.values()];
+}
+
+/**
+ * The vxvirt networks of NIC sources listed apart (a running domain's
+ * bridges and libvirt networks, reconcile.ts's ActiveDomainFacts), each name
+ * once: those of the bridges first.
+ */
+export function networksOfSources<T extends { name: string }>(
+  sources: { bridges: readonly string[]; networks: readonly string[] },
+  index: NetworkIndex<T>,
+): T[] {
+  const found = new Map<string, T>();
+  const add = (net: T | undefined): void => void (net !== undefined && !found.has(net.name) && found.set(net.name, net));
+  for (const bridge of sources.bridges) add(networkOf({ bridge }, index));
+  for (const network of sources.networks) add(networkOf({ network }, index));
+  return [...found.values()];
+}
+
+/** The vxvirt networks a domain's NICs are on (networkOf), in definition order. */
+export function networksUsedBy(domain: DomainInfo, defs: readonly NetworkDefinition[]): NetworkDefinition[] {
+  const used = new Set(networksOfNics(domain.nics, indexOf(defs)).map((d) => d.name));
+  return defs.filter((d) => used.has(d.name));
 }

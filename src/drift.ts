@@ -2,8 +2,9 @@
 // `vxvirt status` shows these differences, `vxvirt reconcile` acts on them.
 // The plan is planEnsure's: a network's devices have drifted exactly when
 // planEnsure has steps for them, so status and the hook never disagree.
-import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { isOwned, ownerGroup, planEnsure, type Link, type Observed, type Step, type VxlanAttrs } from './plan.ts';
+import { indexOf, networksOfSources } from './domain-xml.ts';
+import { bridgeName, plainValue, type NetworkDefinition } from './network-definition.ts';
+import { groupDevices, guestPorts, ownedVni, planEnsure, type Observed, type Step, type VxlanAttrs } from './plan.ts';
 import { hasUsers, userNames, type Users } from './users.ts';
 
 /** One device's difference from the definition, as "was -> will be". */
@@ -15,13 +16,12 @@ export interface DeviceChange {
 }
 
 const VXLAN_KEYS: ReadonlyArray<keyof VxlanAttrs> = ['id', 'port', 'dev', 'local', 'remote', 'group', 'ttl', 'learning'];
-const shown = (v: unknown): string => (v === undefined || v === '' ? '(none)' : String(v));
 
 /** The attributes in which a vxlan device differs from the wanted ones, as "remote A -> B". */
 function vxlanDifferences(have: VxlanAttrs | undefined, want: VxlanAttrs): string[] {
   if (!have) return ['no vxlan attributes'];
   return VXLAN_KEYS.filter((k) => String(have[k] ?? '').toLowerCase() !== String(want[k] ?? '').toLowerCase()).map(
-    (k) => `${k === 'dev' ? 'underlay' : k} ${shown(have[k])} -> ${shown(want[k])}`,
+    (k) => `${k === 'dev' ? 'underlay' : k} ${plainValue(have[k])} -> ${plainValue(want[k])}`,
   );
 }
 
@@ -63,7 +63,7 @@ export function describeSteps(steps: readonly Step[], observed: Observed): Devic
       }
       case 'prepare-port': {
         const e = entry(s.name);
-        if (!e.created) e.changes.push(`alias ${shown(observed.links.get(s.name)?.alias)} -> ${s.alias}`);
+        if (!e.created) e.changes.push(`alias ${plainValue(observed.links.get(s.name)?.alias)} -> ${s.alias}`);
         break;
       }
       case 'up': {
@@ -102,29 +102,13 @@ export interface Drift {
   detail: string;
 }
 
-/** The devices of group 0x76000000+VNI (vxvirt's) among the observed ones, by name. */
-export function ownedDevices(vni: number, observed: Observed): string[] {
-  return [...observed.links.values()]
-    .filter((l) => isOwned(l, vni))
-    .map((l) => l.name)
-    .sort();
-}
-
-/** The ports of vxbrN other than vxlanN: guests' taps, or something vxvirt does not know. */
-export function guestPorts(vni: number, observed: Observed): string[] {
-  return [...observed.links.values()]
-    .filter((l) => l.master === bridgeName(vni) && l.name !== vxlanName(vni))
-    .map((l) => l.name)
-    .sort();
-}
-
 /**
  * How a defined network's devices differ from what its users need: with
  * users, every step planEnsure would take; without, devices of vxvirt's that
  * are left over. An empty list means in sync.
  */
 export function networkDrift(def: NetworkDefinition, users: Users, observed: Observed): Drift[] {
-  const owned = ownedDevices(def.vni, observed);
+  const owned = groupDevices(def.vni, observed);
   if (!hasUsers(users)) {
     return owned.length > 0 ? [{ kind: 'unused', devices: owned, detail: `${owned.join('+')} exist but no domain uses them` }] : [];
   }
@@ -142,15 +126,6 @@ export function networkDrift(def: NetworkDefinition, users: Users, observed: Obs
       detail: missing ? `${c.device} is missing, used by ${userNames(users).join(', ')}` : `${c.device}: ${c.changes.join(', ')}`,
     };
   });
-}
-
-const GROUP_BASE = ownerGroup(0);
-const MAX_VNI = 0xffffff;
-
-/** The VNI whose ownership group a device is in, if it is one of vxvirt's. */
-export function ownedVni(link: Link): number | undefined {
-  const vni = link.group - GROUP_BASE;
-  return vni >= 1 && vni <= MAX_VNI ? vni : undefined;
 }
 
 /** Devices vxvirt made for a VNI that no definition has (a network undefined or given another VNI). */
@@ -204,11 +179,8 @@ export function unrecordedGuests(
 ): UnrecordedGuest[] {
   const out: UnrecordedGuest[] = [];
   for (const d of active) {
-    const seen = new Set<string>();
-    for (const def of defs) {
+    for (const def of networksOfSources(d, indexOf(defs))) {
       const bridge = bridgeName(def.vni);
-      if (seen.has(def.name) || !(d.bridges.includes(bridge) || d.networks.includes(def.name))) continue;
-      seen.add(def.name);
       const recorded = Object.keys(usersOf(def.name)).some((k) => k.toLowerCase() === d.uuid.toLowerCase() || k === d.name);
       if (!recorded) out.push({ network: def.name, bridge, domain: d.name, uuid: d.uuid });
     }

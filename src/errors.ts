@@ -73,6 +73,11 @@ export class NewerFormatError extends VxvirtError {
   override readonly exitCode = 12;
 }
 
+/** The same kind of error (so the same exit status) with another message; the error itself becomes its cause. */
+export function withMessage(err: VxvirtError, message: string): VxvirtError {
+  return new (err.constructor as new (m: string, o: { cause?: unknown }) => VxvirtError)(message, { cause: err });
+}
+
 /** An error's message on one line: stderr of a hook ends up inside libvirt's error text. */
 export function oneLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);

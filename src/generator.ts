@@ -38,10 +38,10 @@
 // domain's <interface> elements instead (index="N"); generating again once
 // libvirt has assigned the MAC re-keys it by MAC. `detach` uses the entries
 // to remove NICs vxvirt added and to put converted NICs back as they were.
-import { readFileSync } from 'node:fs';
 import { devicesOf, interfacesOf, macOf, parseDomainXml, sourceOf } from './domain-xml.ts';
 import { DomainXmlError, InternalError, UsageError } from './errors.ts';
 import { bridgeName, type NetworkDefinition } from './network-definition.ts';
+import { fillTemplate, readTemplate, VXVIRT_XMLNS } from './templates.ts';
 import {
   applySplices,
   attr,
@@ -60,7 +60,6 @@ import {
   type XmlElement,
 } from './xml.ts';
 
-export const VXVIRT_XMLNS = 'https://vxvirt.dev/xmlns/1';
 const PREFIX = 'vxvirt';
 
 /**
@@ -400,40 +399,6 @@ function convertNic(src: string, nic: XmlElement, bridge: string, mtu: number | 
 
 let interfaceTemplate: string | undefined;
 
-/** Read a template from the package's templates/ directory (next to src/ and dist/). */
-export function readTemplate(name: 'interface.xml' | 'network.xml'): string {
-  const text = readFileSync(new URL(`../templates/${name}`, import.meta.url), 'utf8');
-  // The leading comment documents the template; it is not part of the output.
-  return text.replace(/^\s*<!--[\s\S]*?-->\s*/, '');
-}
-
-/**
- * Fill a template's {{field}}s (XML-escaped, quotes included, so they fit
- * either quote style). A line holding a field whose value is undefined is
- * left out. With `quote` '"', the template's single-quoted attribute values
- * are written in double quotes.
- */
-export function fillTemplate(
-  template: string,
-  fields: Readonly<Record<string, string | number | undefined>>,
-  quote: '"' | "'" = "'",
-): string {
-  const lines: string[] = [];
-  for (const line of template.replace(/\s+$/, '').split('\n')) {
-    let missing = false;
-    const filled = line.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
-      if (!(key in fields)) throw new InternalError(`template field {{${key}}} has no value`);
-      const v = fields[key];
-      if (v === undefined) {
-        missing = true;
-        return '';
-      }
-      return escapeAttribute(String(v), "'").replace(/"/g, '&quot;');
-    });
-    if (!missing) lines.push(quote === '"' ? filled.replace(/='([^']*)'/g, '="$1"') : filled);
-  }
-  return lines.join('\n');
-}
 
 function newNicText(bridge: string, mtu: number | undefined, mac: string | undefined, indent: string, unit: string, q: '"' | "'"): string {
   interfaceTemplate ??= readTemplate('interface.xml');

@@ -1,18 +1,5 @@
 // Entry point of the bundled qemu hook (dist/hook.js), started by hooks/qemu.
-import { readStdinSync } from './hook-stdin.ts';
+import { runHookEntry } from './hook-entry.ts';
 import { runHook } from './hook.ts';
-import { endSession, startSession } from './iproute.ts';
-import { flushChangeLog } from './lifecycle.ts';
 
-const [, op] = process.argv.slice(2);
-// Start ip now, so its exec overlaps reading and parsing the XML.
-if (op === 'prepare' || op === 'release' || op === 'reconnect') startSession();
-try {
-  process.exitCode = await runHook(process.argv.slice(2), {
-    readStdin: async () => readStdinSync('domain XML on stdin'),
-    error: (line) => process.stderr.write(`${line}\n`),
-  });
-} finally {
-  endSession();
-  flushChangeLog();
-}
+await runHookEntry(['prepare', 'release', 'reconnect'], 'domain XML on stdin', runHook);

@@ -7,10 +7,10 @@
 // bridge (through the VNI index) or libvirt network, and on release only the
 // domain's own record — so its cost does not grow with the number of networks
 // or domains on the host.
-import { readDomain, type DomainInfo } from './domain-xml.ts';
+import { indexOf, networkOfNic, networksOfNics, readDomain, type DomainInfo, type NetworkIndex } from './domain-xml.ts';
 import { formatError } from './errors.ts';
 import { ensureForDomain, realEffects, reconnectDomain, releaseDomain, type Effects, type NicsByNetwork } from './lifecycle.ts';
-import { bridgeName, type NetworkDefinition } from './network-definition.ts';
+import type { NetworkDefinition } from './network-definition.ts';
 
 export interface HookIo {
   readStdin(): Promise<string>;
@@ -20,31 +20,24 @@ export interface HookIo {
 /** Keys of the domains recorded under this name (for a release whose XML cannot be read). */
 const domainKeysNamed = (name: string, fx: Effects): string[] => fx.listDomainRecords().filter((d) => d.record.name === name).map((d) => d.key);
 
-const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
-
 /**
- * The vxvirt networks a domain's NICs are on, in NIC order. A NIC matches by
- * its source bridge first (a running domain's `<interface type='network'>`
- * reads as type='bridge' with both attributes), by its libvirt network name
- * second. A NIC on a `vxbrN` that no readable definition explains fails with
- * the error of the unreadable definitions, since one of them may be its
- * network; other broken files are never read.
+ * The definitions on this host as an index for domain-xml.networkOf. A VNI
+ * that no readable definition explains fails with the error of the
+ * unreadable definitions, since one of them may be its network; other broken
+ * files are never read.
  */
+export const storedDefinitions = (fx: Pick<Effects, 'findDefinition' | 'findDefinitionByVni'>): NetworkIndex<NetworkDefinition> => ({
+  byVni(vni) {
+    const lookup = fx.findDefinitionByVni(vni);
+    if (lookup.broken[0]) throw lookup.broken[0].error;
+    return lookup.def;
+  },
+  byName: (name) => fx.findDefinition(name),
+});
+
+/** The vxvirt networks a domain's NICs are on (domain-xml.networkOf), in NIC order. */
 export function definitionsFor(domain: DomainInfo, fx: Pick<Effects, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition[] {
-  const found = new Map<string, NetworkDefinition>();
-  for (const nic of domain.nics) {
-    if (nic.type !== 'bridge' && nic.type !== 'network') continue;
-    const vni = nic.bridge !== undefined ? VXVIRT_BRIDGE.exec(nic.bridge)?.[1] : undefined;
-    let def: NetworkDefinition | undefined;
-    if (vni !== undefined) {
-      const lookup = fx.findDefinitionByVni(Number(vni));
-      if (lookup.broken[0]) throw lookup.broken[0].error;
-      def = lookup.def;
-    }
-    if (!def && nic.network !== undefined) def = fx.findDefinition(nic.network);
-    if (def && !found.has(def.name)) found.set(def.name, def);
-  }
-  return [...found.values()];
+  return networksOfNics(domain.nics, storedDefinitions(fx));
 }
 
 /**
@@ -55,9 +48,9 @@ export function definitionsFor(domain: DomainInfo, fx: Pick<Effects, 'findDefini
  */
 export function nicsFor(domain: DomainInfo, defs: readonly NetworkDefinition[]): NicsByNetwork {
   const out = new Map<string, string[] | 'unknown'>();
+  const index = indexOf(defs);
   for (const nic of domain.nics) {
-    if (nic.type !== 'bridge' && nic.type !== 'network') continue;
-    const def = defs.find((d) => nic.bridge === bridgeName(d.vni)) ?? defs.find((d) => nic.network !== undefined && nic.network === d.name);
+    const def = networkOfNic(nic, index);
     if (!def) continue;
     const have = out.get(def.name) ?? [];
     out.set(def.name, have === 'unknown' || nic.mac === undefined ? 'unknown' : [...have, nic.mac]);

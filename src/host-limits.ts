@@ -1,7 +1,7 @@
 // Where the host says no: the kernel's limits vxvirt can run into, what they
 // are, and what to do about them. Pure — the effectful callers read the
 // sysctl and the devices (lifecycle.ts only after the kernel has refused, so
-// the hook's happy path never pays for it; doctor-facts.ts for `vxvirt check`).
+// the hook's happy path never pays for it; check-facts.ts for `vxvirt check`).
 //
 // Multicast groups. A VXLAN device joins its group on the underlay when it
 // goes up, through the one UDP socket the kernel keeps per network namespace,

@@ -1,10 +1,12 @@
-// The only module that runs iproute2 (`ip`, `bridge`). It reads the kernel's
-// devices into plan.ts's `Observed` and applies plan.ts's steps.
+// The hook's path to iproute2 (`ip`, `bridge`): it reads the kernel's devices
+// into plan.ts's `Observed`, renders plan.ts's steps in ip's and bridge's
+// batch syntax and applies them. The one other runner of ip is check-facts.ts,
+// whose read-only probes go through this module's exec/run.
 //
 // The hook talks to one `ip -batch -` process for its whole run (IpSession):
 // ip executes each line as it arrives and flushes its output, so every read
-// and change is a pipe round trip instead of a process start (each start
-// costs ~5 ms here, several times a whole netlink request). The hook starts
+// and change is a pipe round trip instead of a process start (a start costs
+// several times a whole netlink request: BENCHMARKS.md). The hook starts
 // the session before it reads its stdin, so ip's start-up overlaps node's work.
 //
 // It uses node:child_process rather than execa: this module is on the hook's
@@ -13,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { crashPoint } from './crash-point.ts';
 import { ToolError } from './errors.ts';
-import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
+import type { Link, Observed, Step } from './plan.ts';
 
 interface IpLinkJson {
   ifname: string;
@@ -29,7 +31,7 @@ interface IpLinkJson {
 }
 
 /** Parse `ip -d -j link show` output. */
-function parseLinks(json: string): Map<string, Link> {
+export function parseLinks(json: string): Map<string, Link> {
   const links = new Map<string, Link>();
   for (const l of JSON.parse(json || '[]') as IpLinkJson[]) {
     const link: Link = {
@@ -74,13 +76,13 @@ function parseFloodDsts(json: string): string[] {
   return entries.filter((e) => e.mac === '00:00:00:00:00:00' && e.dst).map((e) => e.dst as string);
 }
 
-interface Output {
+export interface Output {
   status: number;
   stdout: string;
   stderr: string;
 }
 
-function exec(cmd: string, args: readonly string[], input = ''): Promise<Output> {
+export function exec(cmd: string, args: readonly string[], input = ''): Promise<Output> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -99,7 +101,7 @@ function exec(cmd: string, args: readonly string[], input = ''): Promise<Output>
 }
 
 /** `ip -batch` reports "Command failed -:N": name the line that failed. */
-function describeFailure(cmd: string, args: readonly string[], stderr: string, input: string): string {
+export function describeFailure(cmd: string, args: readonly string[], stderr: string, input: string): string {
   const lines = stderr.trim().split('\n').filter(Boolean);
   const at = /Command failed -:(\d+)/.exec(stderr);
   const failedLine = at ? input.split('\n')[Number(at[1]) - 1] : undefined;
@@ -107,7 +109,7 @@ function describeFailure(cmd: string, args: readonly string[], stderr: string, i
   return failedLine ? `${why} (at '${cmd} ${failedLine}')` : `${cmd} ${args.join(' ')} failed: ${why}`;
 }
 
-async function run(cmd: string, args: readonly string[], input = ''): Promise<string> {
+export async function run(cmd: string, args: readonly string[], input = ''): Promise<string> {
   const r = await exec(cmd, args, input);
   if (r.status !== 0) throw new ToolError(describeFailure(cmd, args, r.stderr || `exit status ${r.status}`, input));
   return r.stdout;
@@ -341,91 +343,60 @@ export async function linkMtu(dev: string): Promise<number | undefined> {
   return parseLinks(r.stdout).get(dev)?.mtu;
 }
 
-// ---- read-only queries for vxvirt check
-// What `vxvirt check` asks the kernel. None of them changes anything on the
-// host; the VXLAN trial runs in a network namespace of its own.
-
-/** `ip -V`'s line, and whether `ip -j` prints JSON (iproute2 >= 4.14). */
-export async function ipCapabilities(): Promise<{ version: string; json: boolean }> {
-  const version = (await run('ip', ['-V'])).trim();
-  const r = await exec('ip', ['-d', '-j', 'link', 'show', 'dev', 'lo']);
-  let json = false;
-  try {
-    json = r.status === 0 && Array.isArray(JSON.parse(r.stdout));
-  } catch {
-    // an iproute2 without -j prints text, or refuses the option
-  }
-  return { version, json };
-}
-
-/** A device's flags (UP, LOWER_UP, MULTICAST, …) as `ip` prints them. */
-export interface LinkFlags {
-  flags: string[];
-  operstate?: string;
-}
-
-/** Every device, as observe() reads it, plus each device's flags; one `ip` call. */
-export async function readLinksWithFlags(): Promise<{ links: Map<string, Link>; flags: Map<string, LinkFlags> }> {
-  const out = await run('ip', ['-d', '-j', 'link', 'show']);
-  const flags = new Map<string, LinkFlags>();
-  for (const l of JSON.parse(out || '[]') as Array<{ ifname: string; flags?: string[]; operstate?: string }>) {
-    const f: LinkFlags = { flags: l.flags ?? [] };
-    if (l.operstate !== undefined) f.operstate = l.operstate;
-    flags.set(l.ifname, f);
-  }
-  return { links: parseLinks(out), flags };
-}
-
-export interface AddressInfo {
-  dev: string;
-  /** In the kernel's spelling, as definitions store it. */
-  address: string;
-  tentative: boolean;
-  dadfailed: boolean;
-}
-
-/** The addresses assigned on this host (`ip -j addr show`). */
-export async function readAddresses(): Promise<AddressInfo[]> {
-  type AddrJson = { ifname: string; addr_info?: Array<{ local?: string; tentative?: boolean; dadfailed?: boolean }> };
-  const out: AddressInfo[] = [];
-  for (const l of JSON.parse((await run('ip', ['-j', 'addr', 'show'])) || '[]') as AddrJson[]) {
-    for (const a of l.addr_info ?? []) {
-      if (a.local) out.push({ dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true });
+/** The lines of an `ip -batch` script for the link steps (fdb steps are not ip's). */
+export function renderIpBatch(steps: readonly Step[]): string[] {
+  const lines: string[] = [];
+  for (const s of steps) {
+    switch (s.op) {
+      case 'add-bridge':
+        lines.push(`link add ${s.name} group ${s.group} mtu ${s.mtu} type bridge`);
+        break;
+      case 'add-vxlan': {
+        const a = s.attrs;
+        const parts = [`link add ${s.name} group ${s.group} mtu ${s.mtu} type vxlan id ${a.id} dstport ${a.port}`];
+        if (a.local) parts.push(`local ${a.local}`);
+        if (a.remote) parts.push(`remote ${a.remote}`);
+        if (a.group) parts.push(`group ${a.group}`);
+        if (a.dev) parts.push(`dev ${a.dev}`);
+        if (a.ttl) parts.push(`ttl ${a.ttl}`);
+        parts.push(a.learning ? 'learning' : 'nolearning');
+        lines.push(parts.join(' '));
+        break;
+      }
+      case 'delete':
+        lines.push(`link del dev ${s.name}`);
+        break;
+      case 'delete-group':
+        lines.push(`link del group ${s.group}`);
+        break;
+      case 'set-mtu':
+        lines.push(`link set dev ${s.name} mtu ${s.mtu}`);
+        break;
+      case 'set-master':
+        lines.push(`link set dev ${s.name} master ${s.master}`);
+        break;
+      case 'prepare-port':
+        // The host takes no part in the tenant's network: no IPv6 link-local
+        // address (and so no DAD/RS packets) on the bridge or the vxlan.
+        lines.push(`link set dev ${s.name} alias ${s.alias} addrgenmode none`);
+        break;
+      case 'up':
+        lines.push(`link set dev ${s.name} up`);
+        break;
+      case 'flood-add':
+      case 'flood-del':
+        break;
     }
   }
-  return out;
+  return lines;
 }
 
-/** The kernel's route for a destination (`ip -j route get`), optionally as sent through `oif`; a failed lookup is `error`. */
-export async function routeGet(address: string, oif?: string): Promise<{ dev?: string; type?: string; error?: string }> {
-  const r = await exec('ip', ['-j', 'route', 'get', address, ...(oif ? ['oif', oif] : [])]);
-  if (r.status !== 0) return { error: r.stderr.trim().split('\n').join('; ') || `exit status ${r.status}` };
-  try {
-    const [route] = JSON.parse(r.stdout) as Array<{ dev?: string; type?: string }>;
-    const out: { dev?: string; type?: string } = {};
-    if (route?.dev) out.dev = route.dev;
-    if (route?.type) out.type = route.type;
-    return out;
-  } catch {
-    return { error: `cannot read 'ip -j route get' output (iproute2 prints routes as JSON since 4.17): ${r.stdout.trim().slice(0, 80)}` };
+/** The lines of a `bridge -batch` script for the flood (all-zero fdb) steps. */
+export function renderBridgeBatch(steps: readonly Step[]): string[] {
+  const lines: string[] = [];
+  for (const s of steps) {
+    if (s.op === 'flood-add') lines.push(`fdb append 00:00:00:00:00:00 dev ${s.dev} dst ${s.dst} self permanent`);
+    if (s.op === 'flood-del') lines.push(`fdb del 00:00:00:00:00:00 dev ${s.dev} dst ${s.dst} self`);
   }
-}
-
-/**
- * Whether this kernel can make vxvirt's devices: a VXLAN device enslaved to a
- * bridge, made in a throwaway network namespace (unshare(1), util-linux) so
- * the host's own devices are never touched. The namespace, and the devices
- * with it, disappear when `ip` exits.
- */
-export async function tryVxlanDevice(): Promise<{ ok: true } | { error: string }> {
-  const batch = 'link add vxvirtprobe type vxlan id 1 dstport 4789\nlink add vxvirtprobebr type bridge\nlink set vxvirtprobe master vxvirtprobebr\n';
-  let r: Output;
-  try {
-    r = await exec('unshare', ['--net', 'ip', '-batch', '-'], batch);
-  } catch {
-    // exec() resolves whatever the exit status: this is unshare(1) itself not starting.
-    return { error: 'cannot run unshare(1) to try it in a private network namespace: install util-linux' };
-  }
-  if (r.status === 0) return { ok: true };
-  return { error: describeFailure('unshare --net ip', ['-batch', '-'], r.stderr || `exit status ${r.status}`, batch) };
+  return lines;
 }

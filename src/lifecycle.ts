@@ -15,18 +15,18 @@
 // or `vxvirt reconcile` — can finish the job. `crashPoint` marks those steps
 // for the tests that kill the hook there; it is compiled out of dist/.
 import { crashPoint } from './crash-point.ts';
-import { InternalError, NewerFormatError, NotFoundError, VxvirtError, warn } from './errors.ts';
+import { InternalError, NewerFormatError, NotFoundError, VxvirtError, warn, withMessage } from './errors.ts';
 import { groupJoinMessage, groupLimitSysctl, isGroupJoinRefusal, socketMemberships } from './host-limits.ts';
 import { logChanges, type Change } from './log.ts';
 import * as iproute from './iproute.ts';
 import type { ObserveQuery } from './iproute.ts';
 import { bridgeName, floodingMode, sameNetwork, underlayFamily, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { ownedDevices, planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
+import { ownedPairDevices, planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
 import { planReconcile, type Action, type LibvirtFacts, type ReconcileFacts, type ReconcilePlan } from './reconcile.ts';
 import * as store from './store.ts';
 import { readSysctl } from './sysctl.ts';
-import type { DomainRecord, LoadedDefinitions, PendingRelease, RecordedDomain, RecordedNetwork, VniLookup } from './store.ts';
-import { addUser, hasUsers, planUnplug, removeUser, restoreUser, type Nics, type UserRecord, type Users } from './users.ts';
+import type { LoadedDefinitions, VniLookup } from './store.ts';
+import { addUser, hasUsers, planUnplug, removeUser, restoreUser, type DomainRecord, type Nics, type PendingRelease, type RecordedDomain, type RecordedNetwork, type UserRecord, type Users } from './users.ts';
 
 export type { Change };
 
@@ -166,7 +166,7 @@ export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?
   }
   if (lastError instanceof VxvirtError) {
     const message = isGroupJoinRefusal(def, lastError.message) ? await explainGroupJoin(def, lastError.message, fx) : lastError.message;
-    throw new (lastError.constructor as new (m: string) => VxvirtError)(`network ${def.name}: ${message}`);
+    throw withMessage(lastError, `network ${def.name}: ${message}`);
   }
   throw new InternalError(`network ${def.name}: devices ${bridgeName(def.vni)}/${vxlanName(def.vni)} still differ from the definition after ${MAX_ATTEMPTS} attempts`);
 }
@@ -565,7 +565,7 @@ export async function updateLiveNetwork(def: NetworkDefinition, fx: Effects = re
     devices: [def.dev, ...pairOf(def.vni)],
     fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
   });
-  if (ownedDevices(def.vni, observed).length === 0 && !hasUsers(fx.readUsers(def.name))) return undefined;
+  if (ownedPairDevices(def.vni, observed).length === 0 && !hasUsers(fx.readUsers(def.name))) return undefined;
   const steps = planEnsure(def, observed);
   await ensureNetwork(def, fx);
   return steps;

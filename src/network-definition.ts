@@ -37,7 +37,7 @@ export interface NetworkDefinition {
 
 export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
 
-const VNI_MAX = 16777215;
+export const VNI_MAX = 16777215;
 const DEFAULT_DSTPORT = 4789;
 /** A network name: also a file name (NAME.json) and the libvirt network's name. */
 export const NAME_RULE = '[A-Za-z0-9][A-Za-z0-9_.-]{0,63}';
@@ -55,6 +55,12 @@ export const OVERHEAD = { 4: 50, 6: 70 } as const;
 const MIN_MTU = 68;
 
 export const bridgeName = (vni: number): string => `vxbr${vni}`;
+const BRIDGE_NAME = /^vxbr(\d{1,8})$/;
+/** The VNI of a bridge named as vxvirt names its bridges (bridgeName); undefined for any other name. */
+export function vniOfBridge(bridge: string | undefined): number | undefined {
+  const m = bridge === undefined ? null : BRIDGE_NAME.exec(bridge);
+  return m && bridgeName(Number(m[1])) === bridge ? Number(m[1]) : undefined;
+}
 /** Whether two records name the same network (a name redefined with another VNI is another network). */
 export const sameNetwork = (a: Pick<NetworkDefinition, 'name' | 'vni'>, b: Pick<NetworkDefinition, 'name' | 'vni'>): boolean =>
   a.name === b.name && a.vni === b.vni;
@@ -107,6 +113,9 @@ export function shown(value: unknown): string {
   }
   return String(JSON.stringify(value));
 }
+
+/** An attribute's value for a message, unquoted (values vxvirt or the kernel wrote); `none` when it has none. */
+export const plainValue = (value: unknown, none = '(none)'): string => (value === undefined || value === '' ? none : String(value));
 
 function fail(option: string, value: unknown, allowed: string): never {
   throw new DefinitionError(`--${option} ${shown(value)}: ${allowed}`);

@@ -16,17 +16,11 @@
 // stop releases it. The hook never calls back into libvirt and writes
 // nothing on stdout.
 import { formatError } from './errors.ts';
-import type { HookIo } from './hook.ts';
+import { networkOf } from './domain-xml.ts';
+import { storedDefinitions, type HookIo } from './hook.ts';
 import { ensureForDomain, realEffects, unplugNic, type Effects } from './lifecycle.ts';
-import type { NetworkDefinition } from './network-definition.ts';
+import { vniOfBridge, type NetworkDefinition } from './network-definition.ts';
 import { readNetworkPort, type NetworkPort } from './network-port.ts';
-
-const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
-
-const vniOfBridge = (bridge: string | undefined): number | undefined => {
-  const m = bridge !== undefined ? VXVIRT_BRIDGE.exec(bridge) : null;
-  return m ? Number(m[1]) : undefined;
-};
 
 /**
  * The vxvirt network a port is on: by its bridge vxbrN (the VNI index), else
@@ -34,13 +28,7 @@ const vniOfBridge = (bridge: string | undefined): number | undefined => {
  * fails with the unreadable definitions' error, as for the qemu hook.
  */
 export function definitionForPort(port: NetworkPort, fx: Pick<Effects, 'findDefinition' | 'findDefinitionByVni'>): NetworkDefinition | undefined {
-  const vni = vniOfBridge(port.bridge);
-  if (vni !== undefined) {
-    const lookup = fx.findDefinitionByVni(vni);
-    if (lookup.def) return lookup.def;
-    if (lookup.broken[0]) throw lookup.broken[0].error;
-  }
-  return fx.findDefinition(port.network);
+  return networkOf(port, storedDefinitions(fx));
 }
 
 /**

@@ -8,11 +8,11 @@
 //
 // libvirt is asked before the host lock is taken, never under it: libvirtd
 // runs hooks, and the hooks wait for that lock.
-import { DefinitionError, LibvirtUnreachableError, VxvirtError } from './errors.ts';
+import { DefinitionError, LibvirtUnreachableError, VxvirtError, withMessage } from './errors.ts';
 import type { DefineNetworkResult, Libvirt } from './libvirt/index.ts';
 import { removeUnusedPairs, updateLiveNetwork, type Effects } from './lifecycle.ts';
 import { bridgeName, checkNoConflict, overlayMtu, validateDefinition, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { ownedDevices, type Step } from './plan.ts';
+import { ownedPairDevices, type Step } from './plan.ts';
 import { planRedefine, refusalMessage, vniMessage, type RedefinePlan } from './redefine.ts';
 import { hasUsers, userNames } from './users.ts';
 
@@ -144,14 +144,14 @@ export interface Changed {
 async function usage(def: NetworkDefinition, fx: Effects): Promise<string | undefined> {
   const users = fx.readUsers(def.name);
   if (hasUsers(users)) return `by ${userNames(users).join(', ')}`;
-  const present = ownedDevices(def.vni, await fx.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] }));
+  const present = ownedPairDevices(def.vni, await fx.observe({ devices: [bridgeName(def.vni), vxlanName(def.vni)] }));
   return present.length > 0 ? `its devices ${present.join(', ')} exist` : undefined;
 }
 
 /** The same error, with `suffix` added to its message. */
 function withSuffix(err: unknown, suffix: string): unknown {
   if (!(err instanceof VxvirtError)) return err;
-  return new (err.constructor as new (m: string) => VxvirtError)(`${err.message}${suffix}`);
+  return withMessage(err, `${err.message}${suffix}`);
 }
 
 /** The overlay MTU of a stored definition, which an underlay changed since may no longer allow. */

@@ -6,6 +6,7 @@ import {
   bridgeName,
   floodingMode,
   overlayMtu,
+  VNI_MAX,
   vxlanName,
   type NetworkDefinition,
 } from './network-definition.ts';
@@ -64,6 +65,28 @@ const ownerAlias = (def: NetworkDefinition): string => `vxvirt:${def.name}`;
 
 export function isOwned(link: Link | undefined, vni: number): boolean {
   return link !== undefined && link.group === ownerGroup(vni);
+}
+
+/** The VNI whose ownership group a device is in, if it is one of vxvirt's. */
+export function ownedVni(link: Link): number | undefined {
+  const vni = link.group - GROUP_BASE;
+  return vni >= 1 && vni <= VNI_MAX ? vni : undefined;
+}
+
+/** The devices of group 0x76000000+VNI (vxvirt's for that VNI, whatever their names) among the observed ones, by name. */
+export function groupDevices(vni: number, observed: Observed): string[] {
+  return [...observed.links.values()]
+    .filter((l) => isOwned(l, vni))
+    .map((l) => l.name)
+    .sort();
+}
+
+/** The ports of vxbrN other than vxlanN: guests' taps, or something vxvirt does not know. */
+export function guestPorts(vni: number, observed: Observed): string[] {
+  return [...observed.links.values()]
+    .filter((l) => l.master === bridgeName(vni) && l.name !== vxlanName(vni))
+    .map((l) => l.name)
+    .sort();
 }
 
 /** The vxlan attributes a definition asks for, as the kernel reports them. */
@@ -162,8 +185,8 @@ export interface TeardownPlan {
   kept?: string;
 }
 
-/** The names of the devices of VNI `vni`'s pair that exist and are vxvirt's. */
-export function ownedDevices(vni: number, observed: Observed): string[] {
+/** The names of the devices of VNI `vni`'s pair (vxbrN, vxlanN) that exist and are vxvirt's. */
+export function ownedPairDevices(vni: number, observed: Observed): string[] {
   return [bridgeName(vni), vxlanName(vni)].filter((name) => isOwned(observed.links.get(name), vni));
 }
 
@@ -176,74 +199,13 @@ export function ownedDevices(vni: number, observed: Observed): string[] {
 export function planTeardown(vni: number, observed: Observed): TeardownPlan {
   const br = bridgeName(vni);
   const vx = vxlanName(vni);
-  if (ownedDevices(vni, observed).length === 0) return { steps: [] };
+  if (ownedPairDevices(vni, observed).length === 0) return { steps: [] };
   if (isOwned(observed.links.get(br), vni)) {
-    const foreign = [...observed.links.values()]
-      .filter((l) => l.master === br && l.name !== vx)
-      .map((l) => l.name)
-      .sort();
+    const foreign = guestPorts(vni, observed);
     if (foreign.length > 0) {
       return { steps: [], kept: `bridge ${br} still has ports ${foreign.join(', ')}; leaving ${br} and ${vx} in place` };
     }
   }
   // One request deletes both: one RCU grace period instead of two.
   return { steps: [{ op: 'delete-group', group: ownerGroup(vni) }] };
-}
-
-/** The lines of an `ip -batch` script for the link steps (fdb steps are not ip's). */
-export function renderIpBatch(steps: readonly Step[]): string[] {
-  const lines: string[] = [];
-  for (const s of steps) {
-    switch (s.op) {
-      case 'add-bridge':
-        lines.push(`link add ${s.name} group ${s.group} mtu ${s.mtu} type bridge`);
-        break;
-      case 'add-vxlan': {
-        const a = s.attrs;
-        const parts = [`link add ${s.name} group ${s.group} mtu ${s.mtu} type vxlan id ${a.id} dstport ${a.port}`];
-        if (a.local) parts.push(`local ${a.local}`);
-        if (a.remote) parts.push(`remote ${a.remote}`);
-        if (a.group) parts.push(`group ${a.group}`);
-        if (a.dev) parts.push(`dev ${a.dev}`);
-        if (a.ttl) parts.push(`ttl ${a.ttl}`);
-        parts.push(a.learning ? 'learning' : 'nolearning');
-        lines.push(parts.join(' '));
-        break;
-      }
-      case 'delete':
-        lines.push(`link del dev ${s.name}`);
-        break;
-      case 'delete-group':
-        lines.push(`link del group ${s.group}`);
-        break;
-      case 'set-mtu':
-        lines.push(`link set dev ${s.name} mtu ${s.mtu}`);
-        break;
-      case 'set-master':
-        lines.push(`link set dev ${s.name} master ${s.master}`);
-        break;
-      case 'prepare-port':
-        // The host takes no part in the tenant's network: no IPv6 link-local
-        // address (and so no DAD/RS packets) on the bridge or the vxlan.
-        lines.push(`link set dev ${s.name} alias ${s.alias} addrgenmode none`);
-        break;
-      case 'up':
-        lines.push(`link set dev ${s.name} up`);
-        break;
-      case 'flood-add':
-      case 'flood-del':
-        break;
-    }
-  }
-  return lines;
-}
-
-/** The lines of a `bridge -batch` script for the flood (all-zero fdb) steps. */
-export function renderBridgeBatch(steps: readonly Step[]): string[] {
-  const lines: string[] = [];
-  for (const s of steps) {
-    if (s.op === 'flood-add') lines.push(`fdb append 00:00:00:00:00:00 dev ${s.dev} dst ${s.dst} self permanent`);
-    if (s.op === 'flood-del') lines.push(`fdb del 00:00:00:00:00:00 dev ${s.dev} dst ${s.dst} self`);
-  }
-  return lines;
 }

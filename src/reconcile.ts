@@ -20,12 +20,11 @@
 //     networks no longer defined — their VNI is in their device group.
 // A network whose definition cannot be read is never acted on, nor are
 // devices that may be its own.
-import { guestPorts, orphanPairs, ownedDevices, describeSteps, type DeviceChange } from './drift.ts';
-import { readDomain } from './domain-xml.ts';
-import { bridgeName, sameNetwork, type NetworkDefinition } from './network-definition.ts';
-import { planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
-import type { DomainRecord, RecordedDomain, RecordedNetwork } from './store.ts';
-import { hasUsers, type Users } from './users.ts';
+import { orphanPairs, describeSteps, type DeviceChange, type OrphanPair } from './drift.ts';
+import { indexOf, isBridgedNic, isUuid, networksOfSources, readDomain } from './domain-xml.ts';
+import { bridgeName, sameNetwork, vxlanName, type NetworkDefinition } from './network-definition.ts';
+import { groupDevices, guestPorts, planEnsure, planTeardown, type Observed, type Step } from './plan.ts';
+import { hasUsers, type DomainRecord, type RecordedDomain, type RecordedNetwork, type Users } from './users.ts';
 
 /** A domain libvirt has active, and the bridges and libvirt networks its NICs are on. */
 export interface ActiveDomainFacts {
@@ -83,12 +82,10 @@ export interface ReconcilePlan {
   notes: string[];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const VXVIRT_BRIDGE = /^vxbr(\d{1,8})$/;
 
 /** The vxvirt networks a domain's live XML puts it on: by bridge vxbrN first, then by libvirt network name. */
 export function activeDomainFacts(uuid: string, name: string, liveXml: string): ActiveDomainFacts {
-  const nics = readDomain(liveXml).nics.filter((n) => n.type === 'bridge' || n.type === 'network');
+  const nics = readDomain(liveXml).nics.filter(isBridgedNic);
   return {
     uuid: uuid.toLowerCase(),
     name,
@@ -99,68 +96,108 @@ export function activeDomainFacts(uuid: string, name: string, liveXml: string): 
 
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`;
 
-export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
-  const actions: Action[] = [];
-  const left: string[] = [];
-  const notes: string[] = [];
-  const defByName = new Map(facts.defs.map((d) => [d.name, d]));
-  const defByVni = new Map(facts.defs.map((d) => [d.vni, d]));
-  const broken = new Set(facts.broken.map((b) => b.name));
-  const users = new Map([...facts.users].map(([n, u]) => [n, { ...u }]));
-  const records = new Map(facts.domains.map((d) => [d.key, structuredClone(d.record)]));
-  const orphans = orphanPairs(facts.defs, facts.observed);
-
-  for (const b of facts.broken) left.push(`left network ${b.name} alone: ${b.message}`);
-
-  /** A network's VNI: its definition's, else what a record or its devices' alias says. */
-  const vniOf = (network: string): number | undefined => {
-    const def = defByName.get(network);
-    if (def) return def.vni;
-    for (const r of [...records.values(), ...facts.releasing.map((p) => p.record)]) {
-      const n = r.networks.find((x) => x.name === network);
-      if (n) return n.vni;
-    }
-    return orphans.find((o) => o.name === network)?.vni;
-  };
-  const isUser = (network: string, key: string): boolean => key in (users.get(network) ?? {});
+/**
+ * What the plan has decided so far: the users and domain records as they
+ * will be once its actions are carried out, and those actions. Each change
+ * is made here and nowhere else, so the state and the action that brings it
+ * about cannot part.
+ */
+class Ledger {
+  readonly actions: Action[] = [];
+  readonly left: string[] = [];
+  readonly notes: string[] = [];
+  readonly users: Map<string, Users>;
+  readonly records: Map<string, DomainRecord>;
   /** Why a user was dropped in this plan, so its record entry goes for the same reason. */
-  const droppedWhy = new Map<string, string>();
-  const dropUser = (network: string, key: string, domain: string, why: string): void => {
-    const u = users.get(network);
+  private readonly droppedWhy = new Map<string, string>();
+
+  constructor(
+    facts: ReconcileFacts,
+    private readonly broken: ReadonlySet<string>,
+  ) {
+    this.users = new Map([...facts.users].map(([n, u]) => [n, { ...u }]));
+    this.records = new Map(facts.domains.map((d) => [d.key, structuredClone(d.record)]));
+  }
+
+  isUser(network: string, key: string): boolean {
+    return key in (this.users.get(network) ?? {});
+  }
+
+  /** Every user of a readable network as [network, key, name, since], networks by name. */
+  userEntries(): Array<[string, string, string, string]> {
+    return [...this.users]
+      .filter(([network]) => !this.broken.has(network))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .flatMap(([network, us]) => Object.entries(us).map(([key, u]): [string, string, string, string] => [network, key, u.name, u.since]));
+  }
+
+  droppedReason(key: string, network: string): string | undefined {
+    return this.droppedWhy.get(`${key}\n${network}`);
+  }
+
+  dropUser(network: string, key: string, domain: string, why: string): void {
+    const u = this.users.get(network);
     if (u) delete u[key];
-    droppedWhy.set(`${key}\n${network}`, why);
-    actions.push({ kind: 'drop-user', key, domain, network, lines: [`dropped user ${domain} from ${network}: ${why}`] });
-  };
-  const addUser = (network: string, key: string, domain: string, why: string): void => {
-    users.set(network, { ...(users.get(network) ?? {}), [key]: { name: domain, since: facts.now.toISOString() } });
-    actions.push({ kind: 'add-user', key, domain, network, lines: [`added user ${domain} to ${network}: ${why}`] });
-  };
-  const addRecord = (key: string, domain: string, network: RecordedNetwork, why: string): void => {
-    const r: DomainRecord = records.get(key) ?? { name: domain, networks: [] };
+    this.droppedWhy.set(`${key}\n${network}`, why);
+    this.actions.push({ kind: 'drop-user', key, domain, network, lines: [`dropped user ${domain} from ${network}: ${why}`] });
+  }
+
+  addUser(network: string, key: string, domain: string, since: Date, why: string): void {
+    this.users.set(network, { ...(this.users.get(network) ?? {}), [key]: { name: domain, since: since.toISOString() } });
+    this.actions.push({ kind: 'add-user', key, domain, network, lines: [`added user ${domain} to ${network}: ${why}`] });
+  }
+
+  addRecord(key: string, domain: string, network: RecordedNetwork, why: string): void {
+    const r: DomainRecord = this.records.get(key) ?? { name: domain, networks: [] };
     if (r.networks.some((n) => sameNetwork(n, network))) return;
     r.networks.push(network);
-    records.set(key, r);
-    actions.push({ kind: 'add-record', key, domain, network, lines: [`recorded ${domain} on ${network.name}: ${why}`] });
-  };
-  const dropRecord = (key: string, network: RecordedNetwork, why: string): void => {
-    const r = records.get(key);
-    if (!r) return;
-    r.networks = r.networks.filter((n) => !sameNetwork(n, network));
-    if (r.networks.length === 0) records.delete(key);
-    actions.push({ kind: 'drop-record', key, domain: r.name, network, lines: [`dropped the record of ${r.name} on ${network.name}: ${why}`] });
-  };
+    this.records.set(key, r);
+    this.actions.push({ kind: 'add-record', key, domain, network, lines: [`recorded ${domain} on ${network.name}: ${why}`] });
+  }
 
-  // 1. Releases a killed hook left half done.
-  for (const { key, record } of facts.releasing) {
-    const from = record.networks.filter((n) => isUser(n.name, key));
-    for (const n of from) delete users.get(n.name)?.[key];
+  dropRecord(key: string, network: RecordedNetwork, why: string): void {
+    const r = this.records.get(key);
+    if (!r) return;
+    this.forgetNetworks(key, [network]);
+    this.actions.push({ kind: 'drop-record', key, domain: r.name, network, lines: [`dropped the record of ${r.name} on ${network.name}: ${why}`] });
+  }
+
+  /** Take networks out of a domain's record (the record goes with its last network); no action of its own. */
+  forgetNetworks(key: string, networks: readonly RecordedNetwork[]): void {
+    const r = this.records.get(key);
+    if (!r) return;
+    r.networks = r.networks.filter((n) => !networks.some((g) => sameNetwork(g, n)));
+    if (r.networks.length === 0) this.records.delete(key);
+  }
+}
+
+/** What every phase reads and never changes. */
+interface Context {
+  facts: ReconcileFacts;
+  defByName: Map<string, NetworkDefinition>;
+  broken: Set<string>;
+  orphans: OrphanPair[];
+}
+
+/** A network's VNI: its definition's, else what a record or its devices' alias says. */
+function vniOf(network: string, cx: Context, ledger: Ledger): number | undefined {
+  const def = cx.defByName.get(network);
+  if (def) return def.vni;
+  for (const r of [...ledger.records.values(), ...cx.facts.releasing.map((p) => p.record)]) {
+    const n = r.networks.find((x) => x.name === network);
+    if (n) return n.vni;
+  }
+  return cx.orphans.find((o) => o.name === network)?.vni;
+}
+
+/** 1. Releases a killed hook left half done. */
+function finishCutShortReleases(cx: Context, ledger: Ledger): void {
+  for (const { key, record } of cx.facts.releasing) {
+    const from = record.networks.filter((n) => ledger.isUser(n.name, key));
+    for (const n of from) delete ledger.users.get(n.name)?.[key];
     // A hot-unplug's release leaves the running domain's record in domains/: those networks leave it.
-    const r = records.get(key);
-    if (r) {
-      r.networks = r.networks.filter((n) => !record.networks.some((g) => sameNetwork(g, n)));
-      if (r.networks.length === 0) records.delete(key);
-    }
-    actions.push({
+    ledger.forgetNetworks(key, record.networks);
+    ledger.actions.push({
       kind: 'finish-release',
       key,
       domain: record.name,
@@ -168,114 +205,113 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
       lines: [`finished the release of ${record.name} that was cut short${from.length > 0 ? `: no longer a user of ${from.map((n) => n.name).join(', ')}` : ''}`],
     });
   }
+}
 
-  // 2. Users and records.
-  const userEntries = (): Array<[string, string, string, string]> =>
-    [...users]
-      .filter(([network]) => !broken.has(network))
-      .sort(([a], [b]) => a.localeCompare(b))
-      .flatMap(([network, us]) => Object.entries(us).map(([key, u]): [string, string, string, string] => [network, key, u.name, u.since]));
+const NOT_RUNNING = 'domain is not running (libvirt)';
 
-  if (facts.libvirt.reachable) {
-    const lv = facts.libvirt;
-    const active = new Map<string, ActiveDomainFacts>();
-    for (const d of lv.domains) {
-      active.set(d.uuid.toLowerCase(), d);
-      active.set(d.name, d);
-    }
-    // A record without a UUID is keyed by the domain's name.
-    const activeOf = (key: string): ActiveDomainFacts | undefined => active.get(UUID.test(key) ? key.toLowerCase() : key);
-    const NOT_RUNNING = 'domain is not running (libvirt)';
+/** 2a. Users and records when libvirt says which domains run. */
+function usersWithLibvirt(cx: Context, ledger: Ledger, lv: Extract<LibvirtFacts, { reachable: true }>): void {
+  const active = new Map<string, ActiveDomainFacts>();
+  for (const d of lv.domains) {
+    active.set(d.uuid.toLowerCase(), d);
+    active.set(d.name, d);
+  }
+  // A record without a UUID is keyed by the domain's name.
+  const activeOf = (key: string): ActiveDomainFacts | undefined => active.get(isUuid(key) ? key.toLowerCase() : key);
 
-    for (const [network, key, name, since] of userEntries()) {
-      if (activeOf(key)) continue;
-      // It may have started between libvirt's answer and the lock.
-      if (Date.parse(since) >= lv.asOf.getTime()) continue;
-      dropUser(network, key, name, NOT_RUNNING);
-    }
-    for (const [key, record] of [...records]) {
-      for (const n of [...record.networks]) {
-        if (broken.has(n.name) || isUser(n.name, key)) continue;
-        if (!activeOf(key)) {
-          dropRecord(key, n, NOT_RUNNING);
-          continue;
-        }
-        const def = defByName.get(n.name);
-        if (def && def.vni !== n.vni) {
-          left.push(`${record.name} runs, recorded on ${n.name} with VNI ${n.vni}, but ${n.name} now has VNI ${def.vni}: left as it is`);
-          continue;
-        }
-        addUser(n.name, key, record.name, `the domain is running (libvirt) and recorded on ${n.name}`);
+  for (const [network, key, name, since] of ledger.userEntries()) {
+    if (activeOf(key)) continue;
+    // It may have started between libvirt's answer and the lock.
+    if (Date.parse(since) >= lv.asOf.getTime()) continue;
+    ledger.dropUser(network, key, name, NOT_RUNNING);
+  }
+  for (const [key, record] of [...ledger.records]) {
+    for (const n of [...record.networks]) {
+      if (cx.broken.has(n.name) || ledger.isUser(n.name, key)) continue;
+      if (!activeOf(key)) {
+        ledger.dropRecord(key, n, NOT_RUNNING);
+        continue;
       }
-    }
-    // Running domains on vxvirt's bridges that were not recorded (state lost).
-    for (const d of lv.domains) {
-      const key = d.uuid;
-      const nets = new Set<NetworkDefinition>();
-      for (const b of d.bridges) {
-        const m = VXVIRT_BRIDGE.exec(b);
-        const def = m ? defByVni.get(Number(m[1])) : undefined;
-        if (def) nets.add(def);
+      const def = cx.defByName.get(n.name);
+      if (def && def.vni !== n.vni) {
+        ledger.left.push(`${record.name} runs, recorded on ${n.name} with VNI ${n.vni}, but ${n.name} now has VNI ${def.vni}: left as it is`);
+        continue;
       }
-      for (const n of d.networks) {
-        const def = defByName.get(n);
-        if (def) nets.add(def);
-      }
-      for (const def of nets) {
-        // Users are keyed as the hook keys them: by the UUID as written in the XML.
-        const existing = Object.keys(users.get(def.name) ?? {}).find((k) => k.toLowerCase() === key);
-        if (existing) continue;
-        addRecord(key, d.name, { name: def.name, vni: def.vni }, `the domain is running on ${bridgeName(def.vni)} (libvirt) but was not recorded`);
-        addUser(def.name, key, d.name, `the domain is running on ${bridgeName(def.vni)} (libvirt) but was not recorded`);
-      }
-    }
-  } else {
-    const why = 'libvirt unreachable';
-    if (userEntries().length > 0 || records.size > 0) {
-      notes.push(
-        `${facts.libvirt.reason === '--no-libvirt' ? 'libvirt is not asked (--no-libvirt)' : `libvirt is unreachable (${facts.libvirt.reason})`}: a user counts as gone only when recorded over ${facts.graceSeconds} s ago and its bridge has no port but the vxlan`,
-      );
-    }
-    const graceMs = facts.graceSeconds * 1000;
-    for (const [network, key, name, since] of userEntries()) {
-      const age = facts.now.getTime() - Date.parse(since);
-      const vni = vniOf(network);
-      const ports = vni === undefined ? [] : guestPorts(vni, facts.observed);
-      if (!(age > graceMs) && !Number.isNaN(age)) continue; // may be starting: its tap is not attached yet
-      if (ports.length > 0) continue; // someone is on the bridge; it may be this domain
-      const where = vni === undefined ? 'the network has no devices' : `${bridgeName(vni)} has no port but the vxlan`;
-      dropUser(network, key, name, `${where} and it was recorded ${Number.isNaN(age) ? 'at an unknown time' : `${seconds(age)} ago`} (${why})`);
-    }
-    for (const [key, record] of [...records]) {
-      for (const n of [...record.networks]) {
-        if (broken.has(n.name) || isUser(n.name, key)) continue;
-        // Under the host lock no prepare is under way, so a record without
-        // the user is a start that was cut short (libvirt then stops the domain).
-        const ports = guestPorts(n.vni, facts.observed);
-        const dropped = droppedWhy.get(`${key}\n${n.name}`);
-        if (dropped) dropRecord(key, n, dropped);
-        else if (ports.length === 0) dropRecord(key, n, `not a user of it, and ${bridgeName(n.vni)} has no port but the vxlan`);
-        else left.push(`${record.name} is recorded on ${n.name} but not a user of it, and ${bridgeName(n.vni)} has ports ${ports.join(', ')}: cannot tell whether it runs (${why})`);
-      }
+      ledger.addUser(n.name, key, record.name, cx.facts.now, `the domain is running (libvirt) and recorded on ${n.name}`);
     }
   }
+  recordUnrecordedRunning(cx, ledger, lv.domains);
+}
 
-  // Users without a record of that network: a release would miss them.
-  for (const [network, key, name] of userEntries()) {
-    if (records.get(key)?.networks.some((n) => n.name === network)) continue;
-    const vni = vniOf(network);
-    if (vni !== undefined) addRecord(key, name, { name: network, vni }, `a user of ${network} without a record of it, which its release needs`);
+/** Running domains on vxvirt's bridges that were not recorded (state lost). */
+function recordUnrecordedRunning(cx: Context, ledger: Ledger, domains: readonly ActiveDomainFacts[]): void {
+  const index = indexOf(cx.facts.defs);
+  for (const d of domains) {
+    const key = d.uuid;
+    for (const def of networksOfSources(d, index)) {
+      // Users are keyed as the hook keys them: by the UUID as written in the XML.
+      const existing = Object.keys(ledger.users.get(def.name) ?? {}).find((k) => k.toLowerCase() === key);
+      if (existing) continue;
+      const why = `the domain is running on ${bridgeName(def.vni)} (libvirt) but was not recorded`;
+      ledger.addRecord(key, d.name, { name: def.name, vni: def.vni }, why);
+      ledger.addUser(def.name, key, d.name, cx.facts.now, why);
+    }
   }
+}
 
-  // 3. Devices.
+/** 2b. Users and records without libvirt: a user goes only when nothing can be using the network. */
+function usersWithoutLibvirt(cx: Context, ledger: Ledger, reason: string): void {
+  const { facts } = cx;
+  const why = 'libvirt unreachable';
+  if (ledger.userEntries().length > 0 || ledger.records.size > 0) {
+    ledger.notes.push(
+      `${reason === '--no-libvirt' ? 'libvirt is not asked (--no-libvirt)' : `libvirt is unreachable (${reason})`}: a user counts as gone only when recorded over ${facts.graceSeconds} s ago and its bridge has no port but the vxlan`,
+    );
+  }
+  const graceMs = facts.graceSeconds * 1000;
+  for (const [network, key, name, since] of ledger.userEntries()) {
+    const age = facts.now.getTime() - Date.parse(since);
+    const vni = vniOf(network, cx, ledger);
+    const ports = vni === undefined ? [] : guestPorts(vni, facts.observed);
+    if (!(age > graceMs) && !Number.isNaN(age)) continue; // may be starting: its tap is not attached yet
+    if (ports.length > 0) continue; // someone is on the bridge; it may be this domain
+    const where = vni === undefined ? 'the network has no devices' : `${bridgeName(vni)} has no port but the vxlan`;
+    ledger.dropUser(network, key, name, `${where} and it was recorded ${Number.isNaN(age) ? 'at an unknown time' : `${seconds(age)} ago`} (${why})`);
+  }
+  for (const [key, record] of [...ledger.records]) {
+    for (const n of [...record.networks]) {
+      if (cx.broken.has(n.name) || ledger.isUser(n.name, key)) continue;
+      // Under the host lock no prepare is under way, so a record without
+      // the user is a start that was cut short (libvirt then stops the domain).
+      const ports = guestPorts(n.vni, facts.observed);
+      const dropped = ledger.droppedReason(key, n.name);
+      if (dropped) ledger.dropRecord(key, n, dropped);
+      else if (ports.length === 0) ledger.dropRecord(key, n, `not a user of it, and ${bridgeName(n.vni)} has no port but the vxlan`);
+      else ledger.left.push(`${record.name} is recorded on ${n.name} but not a user of it, and ${bridgeName(n.vni)} has ports ${ports.join(', ')}: cannot tell whether it runs (${why})`);
+    }
+  }
+}
+
+/** Users without a record of that network: a release would miss them. */
+function recordUsers(cx: Context, ledger: Ledger): void {
+  for (const [network, key, name] of ledger.userEntries()) {
+    if (ledger.records.get(key)?.networks.some((n) => n.name === network)) continue;
+    const vni = vniOf(network, cx, ledger);
+    if (vni !== undefined) ledger.addRecord(key, name, { name: network, vni }, `a user of ${network} without a record of it, which its release needs`);
+  }
+}
+
+/** 3a. Devices of defined networks: ensured while used, removed when not. */
+function devicesOfDefinedNetworks(cx: Context, ledger: Ledger): void {
+  const { facts } = cx;
   for (const def of [...facts.defs].sort((a, b) => a.name.localeCompare(b.name))) {
-    const us = users.get(def.name) ?? {};
+    const us = ledger.users.get(def.name) ?? {};
     if (hasUsers(us)) {
       try {
         const steps = planEnsure(def, facts.observed);
         if (steps.length === 0) continue;
         const changes = describeSteps(steps, facts.observed);
-        actions.push({
+        ledger.actions.push({
           kind: 'repair',
           network: def.name,
           def,
@@ -283,37 +319,57 @@ export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
           lines: changes.map((c) => `repaired ${c.device} (network ${def.name}): ${c.changes.join(', ')}`),
         });
       } catch (err) {
-        left.push(`cannot repair network ${def.name}, used by ${Object.values(us).map((u) => u.name).sort().join(', ')}: ${(err as Error).message}`);
+        ledger.left.push(`cannot repair network ${def.name}, used by ${Object.values(us).map((u) => u.name).sort().join(', ')}: ${(err as Error).message}`);
       }
       continue;
     }
-    const owned = ownedDevices(def.vni, facts.observed);
+    const owned = groupDevices(def.vni, facts.observed);
     if (owned.length === 0) continue;
     const teardown = planTeardown(def.vni, facts.observed);
-    if (teardown.kept) left.push(`left ${owned.join('+')} (network ${def.name}) in place: no users, but ${teardown.kept}`);
-    else actions.push({ kind: 'remove', network: def.name, vni: def.vni, devices: owned, steps: teardown.steps, lines: [`removed ${owned.join('+')} (network ${def.name}): no users`] });
+    if (teardown.kept) ledger.left.push(`left ${owned.join('+')} (network ${def.name}) in place: no users, but ${teardown.kept}`);
+    else ledger.actions.push({ kind: 'remove', network: def.name, vni: def.vni, devices: owned, steps: teardown.steps, lines: [`removed ${owned.join('+')} (network ${def.name}): no users`] });
   }
-  for (const o of orphans) {
+}
+
+/** 3b. Devices of networks no longer defined (their VNI is in their device group). */
+function devicesOfOrphans(cx: Context, ledger: Ledger): void {
+  const { broken } = cx;
+  for (const o of cx.orphans) {
     const label = `${o.devices.join('+')} (${o.name !== undefined ? `network ${o.name}, ` : ''}VNI ${o.vni}, not defined)`;
-    const usedBy = o.name !== undefined ? Object.values(users.get(o.name) ?? {}).map((u) => u.name) : [];
+    const usedBy = o.name !== undefined ? Object.values(ledger.users.get(o.name) ?? {}).map((u) => u.name) : [];
     if (o.name !== undefined && broken.has(o.name)) {
-      left.push(`left ${label} alone: the definition of ${o.name} cannot be read`);
+      ledger.left.push(`left ${label} alone: the definition of ${o.name} cannot be read`);
     } else if (o.name === undefined && broken.size > 0) {
-      left.push(`left ${label} alone: they may belong to ${[...broken].sort().join(', ')}, whose definition cannot be read`);
+      ledger.left.push(`left ${label} alone: they may belong to ${[...broken].sort().join(', ')}, whose definition cannot be read`);
     } else if (usedBy.length > 0) {
-      left.push(`left ${label} in place: used by ${usedBy.sort().join(', ')}`);
+      ledger.left.push(`left ${label} in place: used by ${usedBy.sort().join(', ')}`);
     } else {
-      const teardown = planTeardown(o.vni, facts.observed);
-      if (teardown.kept) left.push(`left ${label} in place: no users, but ${teardown.kept}`);
-      else if (teardown.steps.length === 0) left.push(`left ${label} alone: vxvirt's devices are named ${bridgeName(o.vni)} and vxlan${o.vni}, so these were renamed by someone`);
-      else actions.push({ kind: 'remove', ...(o.name !== undefined ? { network: o.name } : {}), vni: o.vni, devices: o.devices, steps: teardown.steps, lines: [`removed ${label}: no users`] });
+      const teardown = planTeardown(o.vni, cx.facts.observed);
+      if (teardown.kept) ledger.left.push(`left ${label} in place: no users, but ${teardown.kept}`);
+      else if (teardown.steps.length === 0) ledger.left.push(`left ${label} alone: vxvirt's devices are named ${bridgeName(o.vni)} and ${vxlanName(o.vni)}, so these were renamed by someone`);
+      else ledger.actions.push({ kind: 'remove', ...(o.name !== undefined ? { network: o.name } : {}), vni: o.vni, devices: o.devices, steps: teardown.steps, lines: [`removed ${label}: no users`] });
     }
   }
-  // Records before users, users before devices: the order the hook keeps, so
-  // a reconcile killed half-way leaves what the next run can finish.
-  const order: Array<Action['kind']> = ['finish-release', 'add-record', 'add-user', 'drop-user', 'drop-record', 'repair', 'remove'];
-  actions.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
-  return { actions, left, notes };
+}
+
+/** Records before users, users before devices: the order the hook keeps, so a reconcile killed half-way leaves what the next run can finish. */
+const ORDER: ReadonlyArray<Action['kind']> = ['finish-release', 'add-record', 'add-user', 'drop-user', 'drop-record', 'repair', 'remove'];
+
+export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
+  const broken = new Set(facts.broken.map((b) => b.name));
+  const cx: Context = { facts, defByName: new Map(facts.defs.map((d) => [d.name, d])), broken, orphans: orphanPairs(facts.defs, facts.observed) };
+  const ledger = new Ledger(facts, broken);
+  for (const b of facts.broken) ledger.left.push(`left network ${b.name} alone: ${b.message}`);
+
+  finishCutShortReleases(cx, ledger);
+  if (facts.libvirt.reachable) usersWithLibvirt(cx, ledger, facts.libvirt);
+  else usersWithoutLibvirt(cx, ledger, facts.libvirt.reason);
+  recordUsers(cx, ledger);
+  devicesOfDefinedNetworks(cx, ledger);
+  devicesOfOrphans(cx, ledger);
+
+  const actions = [...ledger.actions].sort((a, b) => ORDER.indexOf(a.kind) - ORDER.indexOf(b.kind));
+  return { actions, left: ledger.left, notes: ledger.notes };
 }
 
 // ---- libvirt networks ------------------------------------------------------------

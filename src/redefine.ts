@@ -11,7 +11,7 @@
 // and vxvirt's plan replaces a device that differs), and the flooding mode
 // decides what the device is made of: point-to-point has a `remote`
 // attribute, unicast peers have forwarding entries, multicast a `group`.
-import { bridgeName, floodingMode, type NetworkDefinition } from './network-definition.ts';
+import { bridgeName, floodingMode, plainValue, type NetworkDefinition } from './network-definition.ts';
 
 /** One field that differs, as the command line names it. */
 export interface Change {
@@ -38,7 +38,6 @@ export interface RedefinePlan {
   removed: string[];
 }
 
-const show = (v: unknown): string => (v === undefined ? 'none' : String(v));
 const peers = (def: NetworkDefinition): string => def.remotes.join(',');
 
 const FIXED = 'fixed when the kernel creates the vxlan device';
@@ -59,7 +58,7 @@ export function planRedefine(old: NetworkDefinition, next: NetworkDefinition): R
     return r;
   };
   const fixed = (option: string, a: unknown, b: unknown): void => {
-    if (a !== b) refuse(option, show(a), show(b), FIXED);
+    if (a !== b) refuse(option, plainValue(a, 'none'), plainValue(b, 'none'), FIXED);
   };
 
   if (old.vni !== next.vni) {
@@ -79,7 +78,7 @@ export function planRedefine(old: NetworkDefinition, next: NetworkDefinition): R
   } else if (newMode === 'multicast') {
     fixed('--group', old.group, next.group);
   } else if (newMode === 'point-to-point') {
-    if (old.remotes[0] !== next.remotes[0]) refuse('--remote', show(old.remotes[0]), show(next.remotes[0]), 'a point-to-point remote is an attribute of the vxlan device');
+    if (old.remotes[0] !== next.remotes[0]) refuse('--remote', plainValue(old.remotes[0], 'none'), plainValue(next.remotes[0], 'none'), 'a point-to-point remote is an attribute of the vxlan device');
   } else if (peers(old) !== peers(next)) {
     plan.changes.push({ what: '--remote', from: peers(old), to: peers(next) });
     plan.added = next.remotes.filter((r) => !old.remotes.includes(r));

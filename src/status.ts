@@ -4,11 +4,11 @@
 // host through Effects, libvirt through the Libvirt record, both replaceable
 // by fakes — and works without libvirt (it then cannot tell unrecorded
 // guests or libvirt networks). src/cli/networks.ts prints the result.
-import { guestPorts, networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from './drift.ts';
+import { networkDrift, orphanPairs, unrecordedDetail, unrecordedGuests, type Drift } from './drift.ts';
 import type { Libvirt } from './libvirt/index.ts';
 import type { Effects } from './lifecycle.ts';
 import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { isOwned, type Observed } from './plan.ts';
+import { guestPorts, isOwned, type Observed } from './plan.ts';
 import { askLibvirtNetworks } from './reconcile-run.ts';
 import { activeDomainFacts, libvirtNetworkDrift, type ActiveDomainFacts, type LibvirtNetworkFacts } from './reconcile.ts';
 import type { LoadedDefinitions } from './store.ts';

@@ -47,8 +47,8 @@ import {
 import { dirname, join } from 'node:path';
 import { DefinitionError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
-import { FORMATS, parseObject, readFormat, stamped } from './formats.ts';
-import { emptyUsers, hasUsers, parseUsers, serializeUsers, type Users } from './users.ts';
+import { emptyUsers, hasUsers, parseDomainRecord, parseUsers, serializeDomainRecord, serializeUsers, type DomainRecord, type PendingRelease, type RecordedDomain, type Users } from './users.ts';
+import { isUuid } from './domain-xml.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
 export const stateDir = (): string => process.env.VXVIRT_STATE_DIR || '/run/vxvirt';
@@ -341,18 +341,7 @@ export function writeUsers(network: string, users: Users): void {
 
 // ---- per-domain records ----------------------------------------------------
 
-/** A network a domain was recorded on, with its VNI so teardown needs no definition. */
-export interface RecordedNetwork {
-  name: string;
-  vni: number;
-}
 
-export interface DomainRecord {
-  name: string;
-  networks: RecordedNetwork[];
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * A domain's record file name: its UUID (what hooks/qemu looks for without
@@ -360,20 +349,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * reach the file system as a path.
  */
 function domainFileName(key: string): string {
-  return UUID.test(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
+  return isUuid(key) ? `${key.toLowerCase()}.json` : `name-${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
 }
 
-/** A domain record: an older format converted, a newer one refused (NewerFormatError). */
-function parseDomainRecord(text: string, fallbackName: string, source: string): DomainRecord {
-  const raw = readFormat(parseObject(text, source), source, FORMATS['domain-record']).raw as Partial<DomainRecord>;
-  const networks = Array.isArray(raw.networks)
-    ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
-    : [];
-  return { name: typeof raw.name === 'string' ? raw.name : fallbackName, networks };
-}
-
-/** A domain record as stored, with the current format version. */
-const serializeDomainRecord = (key: string, record: DomainRecord): string => `${JSON.stringify(stamped(FORMATS['domain-record'], { key, ...record }), null, 2)}\n`;
 
 export function readDomainRecord(key: string): DomainRecord | undefined {
   const path = join(domainsDir(), domainFileName(key));
@@ -388,10 +366,6 @@ export function writeDomainRecord(key: string, record: DomainRecord): void {
   else writeStateFile(path, serializeDomainRecord(key, record));
 }
 
-export interface RecordedDomain {
-  key: string;
-  record: DomainRecord;
-}
 
 /** The records of a directory of domain records: each with the key written in it (else its file name). */
 function readRecords(dir: string): RecordedDomain[] {
@@ -445,7 +419,6 @@ export function beginPartialRelease(key: string, record: DomainRecord): void {
   writeStateFile(join(releasingDir(), domainFileName(key)), serializeDomainRecord(key, record));
 }
 
-export type PendingRelease = RecordedDomain;
 
 /** Releases a killed process left unfinished (usually none: one readdir). */
 export function pendingReleases(): PendingRelease[] {

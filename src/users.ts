@@ -13,6 +13,8 @@
 // never ends it, only the domain's stop — it stays unknown until then.
 import { FORMATS, parseObject, readFormat, stamped } from './formats.ts';
 
+import { NAME_PATTERN } from './network-definition.ts';
+
 export interface UserRecord {
   /** The domain's name when it was recorded, for humans (`vxvirt status`). */
   name: string;
@@ -105,4 +107,41 @@ export function parseUsers(text: string, source = 'users file'): Users {
     }
   }
   return out;
+}
+
+// ---- per-domain records ------------------------------------------------------
+// The other side of the users files: the networks a domain was recorded on
+// (store.ts keeps one file per domain), so a release needs no definition.
+
+/** A network a domain was recorded on, with its VNI so teardown needs no definition. */
+export interface RecordedNetwork {
+  name: string;
+  vni: number;
+}
+
+export interface DomainRecord {
+  name: string;
+  networks: RecordedNetwork[];
+}
+
+export interface RecordedDomain {
+  key: string;
+  record: DomainRecord;
+}
+
+/** A release a killed process left in releasing/. */
+export type PendingRelease = RecordedDomain;
+
+/** A domain record (`source` names its file in errors): an older format converted, a newer one refused (NewerFormatError). */
+export function parseDomainRecord(text: string, fallbackName: string, source = 'domain record'): DomainRecord {
+  const raw = readFormat(parseObject(text, source), source, FORMATS['domain-record']).raw as Partial<DomainRecord>;
+  const networks = Array.isArray(raw.networks)
+    ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
+    : [];
+  return { name: typeof raw.name === 'string' ? raw.name : fallbackName, networks };
+}
+
+/** A domain record as stored (with its key), in the current format. */
+export function serializeDomainRecord(key: string, record: DomainRecord): string {
+  return `${JSON.stringify(stamped(FORMATS['domain-record'], { key, ...record }), null, 2)}\n`;
 }

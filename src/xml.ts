@@ -130,94 +130,167 @@ export function escapeText(value: string): string {
 }
 
 export function parseXml(source: string): XmlDocument {
-  const src = source;
-  let pos = 0;
+  return new XmlReader(source).read();
+}
 
-  const lineCol = (offset: number): [number, number] => {
+/** One parse: the source, a read position, and the elements open around it. */
+class XmlReader {
+  private pos = 0;
+  private readonly nodes: XmlNode[] = [];
+  private root: XmlElement | undefined;
+  private readonly stack: XmlElement[] = [];
+
+  constructor(private readonly src: string) {}
+
+  read(): XmlDocument {
+    const { src } = this;
+    const badChar = src.search(NOT_XML_CHAR);
+    if (badChar >= 0) this.fail(`character ${hex4(src.codePointAt(badChar) ?? 0)} is not allowed in XML`, badChar);
+    // An optional BOM is kept as part of the first text node.
+    while (this.pos < src.length) {
+      const parent = this.stack[this.stack.length - 1];
+      const siblings = parent ? parent.children : this.nodes;
+      if (src[this.pos] === '<') this.readMarkup(parent, siblings);
+      else siblings.push(this.readText(parent));
+    }
+    const unclosed = this.stack.pop();
+    if (unclosed) this.fail(`<${unclosed.name}> is not closed`, unclosed.start);
+    if (!this.root) this.fail('no root element');
+    return { source: src, root: this.root, nodes: this.nodes };
+  }
+
+  private lineCol(offset: number): [number, number] {
     let line = 1;
     let lastNewline = -1;
-    for (let i = 0; i < offset && i < src.length; i++) {
-      if (src.charCodeAt(i) === 10) {
+    for (let i = 0; i < offset && i < this.src.length; i++) {
+      if (this.src.charCodeAt(i) === 10) {
         line++;
         lastNewline = i;
       }
     }
     return [line, offset - lastNewline];
-  };
-  function fail(reason: string, at = pos): never {
-    const [line, column] = lineCol(at);
+  }
+
+  private fail(reason: string, at = this.pos): never {
+    const [line, column] = this.lineCol(at);
     throw new XmlSyntaxError(reason, line, column);
   }
-  const matchAt = (re: RegExp): string | undefined => {
-    re.lastIndex = pos;
-    const m = re.exec(src);
+
+  private matchAt(re: RegExp): string | undefined {
+    re.lastIndex = this.pos;
+    const m = re.exec(this.src);
     if (!m) return undefined;
-    pos += m[0].length;
+    this.pos += m[0].length;
     return m[0];
-  };
-  const expect = (text: string, what: string): void => {
-    if (!src.startsWith(text, pos)) fail(`expected ${what}`);
-    pos += text.length;
-  };
-  const checkText = (start: number, end: number): void => {
-    const text = src.slice(start, end);
+  }
+
+  private expect(text: string, what: string): void {
+    if (!this.src.startsWith(text, this.pos)) this.fail(`expected ${what}`);
+    this.pos += text.length;
+  }
+
+  /** Everything that starts with "<": comment, CDATA, declaration or PI, DOCTYPE, end tag, start tag. */
+  private readMarkup(parent: XmlElement | undefined, siblings: XmlNode[]): void {
+    const { src, pos } = this;
+    if (src.startsWith('<!--', pos)) siblings.push(this.readComment(parent));
+    else if (src.startsWith('<![CDATA[', pos)) siblings.push(this.readCdata(parent));
+    else if (src.startsWith('<?', pos)) siblings.push(this.readPi(parent));
+    else if (src.startsWith('<!DOCTYPE', pos)) this.fail('a DOCTYPE is not supported in domain XML');
+    else if (src.startsWith('</', pos)) this.readEndTag();
+    else this.openElement(parent, siblings);
+  }
+
+  private readText(parent: XmlElement | undefined): XmlLeaf {
+    const { src } = this;
+    const start = this.pos;
+    const next = src.indexOf('<', start);
+    this.pos = next < 0 ? src.length : next;
+    if (!parent && src.slice(start, this.pos).replace(/^\uFEFF/, '').trim() !== '') {
+      this.fail('text is not allowed outside the root element', start);
+    }
+    const text = src.slice(start, this.pos);
     const bad = text.indexOf(']]>');
-    if (bad >= 0) fail('"]]>" is not allowed in text', start + bad);
-    decodeEntities(text, (offset, reason) => fail(reason, start + offset));
-  };
+    if (bad >= 0) this.fail('"]]>" is not allowed in text', start + bad);
+    decodeEntities(text, (offset, reason) => this.fail(reason, start + offset));
+    return { kind: 'text', start, end: this.pos, parent };
+  }
 
-  const readComment = (parent: XmlElement | undefined): XmlLeaf => {
-    const start = pos;
-    const close = src.indexOf('-->', pos + 4);
-    if (close < 0) fail('unterminated comment');
-    const body = src.slice(pos + 4, close);
-    if (body.includes('--') || body.endsWith('-')) fail('"--" is not allowed inside a comment', start);
-    pos = close + 3;
-    return { kind: 'comment', start, end: pos, parent };
-  };
-  const readPi = (parent: XmlElement | undefined): XmlLeaf => {
-    const start = pos;
-    const close = src.indexOf('?>', pos + 2);
-    if (close < 0) fail('unterminated processing instruction');
-    pos = close + 2;
-    return { kind: 'pi', start, end: pos, parent };
-  };
+  private readComment(parent: XmlElement | undefined): XmlLeaf {
+    const start = this.pos;
+    const close = this.src.indexOf('-->', start + 4);
+    if (close < 0) this.fail('unterminated comment');
+    const body = this.src.slice(start + 4, close);
+    if (body.includes('--') || body.endsWith('-')) this.fail('"--" is not allowed inside a comment', start);
+    this.pos = close + 3;
+    return { kind: 'comment', start, end: this.pos, parent };
+  }
 
-  const readStartTag = (parent: XmlElement | undefined): XmlElement => {
-    const start = pos;
-    pos++; // '<'
-    const name = matchAt(NAME) ?? fail('expected an element name');
+  private readCdata(parent: XmlElement | undefined): XmlLeaf {
+    if (!parent) this.fail('CDATA is only allowed inside an element');
+    const start = this.pos;
+    const close = this.src.indexOf(']]>', start + 9);
+    if (close < 0) this.fail('unterminated CDATA section');
+    this.pos = close + 3;
+    return { kind: 'cdata', start, end: this.pos, parent };
+  }
+
+  /** A processing instruction, or the XML declaration (only first, after an optional BOM). */
+  private readPi(parent: XmlElement | undefined): XmlLeaf {
+    const { src } = this;
+    const start = this.pos;
+    const isDecl = /^<\?xml[ \t\r\n?]/.test(src.slice(start, start + 6));
+    if (isDecl && start !== 0 && !(start === 1 && src.charCodeAt(0) === 0xfeff)) this.fail('the XML declaration must come first');
+    const close = src.indexOf('?>', start + 2);
+    if (close < 0) this.fail('unterminated processing instruction');
+    this.pos = close + 2;
+    return { kind: 'pi', start, end: this.pos, parent };
+  }
+
+  private readEndTag(): void {
+    const start = this.pos;
+    this.pos += 2;
+    const name = this.matchAt(NAME) ?? this.fail('expected an element name after "</"');
+    this.matchAt(SPACE);
+    this.expect('>', `">" to close </${name}`);
+    const open = this.stack.pop();
+    if (!open) this.fail(`</${name}> has no matching start tag`, start);
+    if (open.name !== name) this.fail(`</${name}> does not match <${open.name}>`, start);
+    open.contentEnd = start;
+    open.end = this.pos;
+  }
+
+  private openElement(parent: XmlElement | undefined, siblings: XmlNode[]): void {
+    if (!parent && this.root) this.fail('only one root element is allowed');
+    const el = this.readStartTag(parent);
+    siblings.push(el);
+    if (!parent) this.root = el;
+    if (!el.selfClosing) {
+      if (this.stack.length >= MAX_DEPTH) this.fail(`elements are nested more than ${MAX_DEPTH} deep`, el.start);
+      this.stack.push(el);
+    }
+  }
+
+  private readStartTag(parent: XmlElement | undefined): XmlElement {
+    const { src } = this;
+    const start = this.pos;
+    this.pos++; // '<'
+    const name = this.matchAt(NAME) ?? this.fail('expected an element name');
     const attributes: XmlAttribute[] = [];
     // A set, not a scan of `attributes`: an element with very many attributes stays linear.
     const seen = new Set<string>();
     for (;;) {
-      const hadSpace = matchAt(SPACE) !== undefined;
-      if (src.startsWith('/>', pos) || src[pos] === '>') break;
-      if (pos >= src.length) fail(`unterminated start tag <${name}>`, start);
-      if (!hadSpace) fail(`expected a space before the next attribute in <${name}>`);
-      const attrStart = pos;
-      const attrName = matchAt(NAME) ?? fail(`expected an attribute name in <${name}>`);
-      matchAt(SPACE);
-      expect('=', `"=" after attribute ${attrName}`);
-      matchAt(SPACE);
-      const quote = src[pos];
-      if (quote !== '"' && quote !== "'") fail(`the value of attribute ${attrName} must be quoted`);
-      const close = src.indexOf(quote, pos + 1);
-      if (close < 0) fail(`unterminated value of attribute ${attrName}`);
-      const raw = src.slice(pos + 1, close);
-      const lt = raw.indexOf('<');
-      if (lt >= 0) fail(`"<" is not allowed in the value of attribute ${attrName}`, pos + 1 + lt);
-      const valueStart = pos + 1;
-      const value = decodeEntities(raw, (offset, reason) => fail(reason, valueStart + offset))
-        // Attribute-value normalisation: literal whitespace characters become spaces.
-        .replace(/[\t\n\r]/g, ' ');
-      pos = close + 1;
-      if (seen.has(attrName)) fail(`attribute ${attrName} appears twice in <${name}>`, attrStart);
-      seen.add(attrName);
-      attributes.push({ name: attrName, value, start: attrStart, end: pos, quote });
+      const hadSpace = this.matchAt(SPACE) !== undefined;
+      if (src.startsWith('/>', this.pos) || src[this.pos] === '>') break;
+      if (this.pos >= src.length) this.fail(`unterminated start tag <${name}>`, start);
+      if (!hadSpace) this.fail(`expected a space before the next attribute in <${name}>`);
+      const attribute = this.readAttribute(name);
+      if (seen.has(attribute.name)) this.fail(`attribute ${attribute.name} appears twice in <${name}>`, attribute.start);
+      seen.add(attribute.name);
+      attributes.push(attribute);
     }
-    const selfClosing = src[pos] === '/';
-    pos += selfClosing ? 2 : 1;
+    const selfClosing = src[this.pos] === '/';
+    this.pos += selfClosing ? 2 : 1;
+    const pos = this.pos;
     return {
       kind: 'element',
       name,
@@ -230,74 +303,29 @@ export function parseXml(source: string): XmlDocument {
       end: pos,
       selfClosing,
     };
-  };
-
-  const badChar = src.search(NOT_XML_CHAR);
-  if (badChar >= 0) fail(`character ${hex4(src.codePointAt(badChar) ?? 0)} is not allowed in XML`, badChar);
-
-  const nodes: XmlNode[] = [];
-  let root: XmlElement | undefined;
-  const stack: XmlElement[] = [];
-
-  // An optional BOM is kept as part of the first text node.
-  while (pos < src.length) {
-    const parent = stack[stack.length - 1];
-    const siblings = parent ? parent.children : nodes;
-    const c = src[pos];
-    if (c === '<') {
-      if (src.startsWith('<!--', pos)) {
-        siblings.push(readComment(parent));
-      } else if (src.startsWith('<![CDATA[', pos)) {
-        if (!parent) fail('CDATA is only allowed inside an element');
-        const start = pos;
-        const close = src.indexOf(']]>', pos + 9);
-        if (close < 0) fail('unterminated CDATA section');
-        pos = close + 3;
-        siblings.push({ kind: 'cdata', start, end: pos, parent });
-      } else if (src.startsWith('<?', pos)) {
-        const isDecl = /^<\?xml[ \t\r\n?]/.test(src.slice(pos, pos + 6));
-        if (isDecl && pos !== 0 && !(pos === 1 && src.charCodeAt(0) === 0xfeff)) {
-          fail('the XML declaration must come first');
-        }
-        siblings.push(readPi(parent));
-      } else if (src.startsWith('<!DOCTYPE', pos)) {
-        fail('a DOCTYPE is not supported in domain XML');
-      } else if (src.startsWith('</', pos)) {
-        const start = pos;
-        pos += 2;
-        const name = matchAt(NAME) ?? fail('expected an element name after "</"');
-        matchAt(SPACE);
-        expect('>', `">" to close </${name}`);
-        const open = stack.pop();
-        if (!open) fail(`</${name}> has no matching start tag`, start);
-        if (open.name !== name) fail(`</${name}> does not match <${open.name}>`, start);
-        open.contentEnd = start;
-        open.end = pos;
-      } else {
-        if (!parent && root) fail('only one root element is allowed');
-        const el = readStartTag(parent);
-        siblings.push(el);
-        if (!parent) root = el;
-        if (!el.selfClosing) {
-          if (stack.length >= MAX_DEPTH) fail(`elements are nested more than ${MAX_DEPTH} deep`, el.start);
-          stack.push(el);
-        }
-      }
-    } else {
-      const start = pos;
-      const next = src.indexOf('<', pos);
-      pos = next < 0 ? src.length : next;
-      if (!parent && src.slice(start, pos).replace(/^\uFEFF/, '').trim() !== '') {
-        fail('text is not allowed outside the root element', start);
-      }
-      checkText(start, pos);
-      siblings.push({ kind: 'text', start, end: pos, parent });
-    }
   }
-  const unclosed = stack.pop();
-  if (unclosed) fail(`<${unclosed.name}> is not closed`, unclosed.start);
-  if (!root) fail('no root element');
-  return { source: src, root: root as XmlElement, nodes };
+
+  private readAttribute(element: string): XmlAttribute {
+    const { src } = this;
+    const attrStart = this.pos;
+    const attrName = this.matchAt(NAME) ?? this.fail(`expected an attribute name in <${element}>`);
+    this.matchAt(SPACE);
+    this.expect('=', `"=" after attribute ${attrName}`);
+    this.matchAt(SPACE);
+    const quote = src[this.pos];
+    if (quote !== '"' && quote !== "'") this.fail(`the value of attribute ${attrName} must be quoted`);
+    const close = src.indexOf(quote, this.pos + 1);
+    if (close < 0) this.fail(`unterminated value of attribute ${attrName}`);
+    const raw = src.slice(this.pos + 1, close);
+    const lt = raw.indexOf('<');
+    if (lt >= 0) this.fail(`"<" is not allowed in the value of attribute ${attrName}`, this.pos + 1 + lt);
+    const valueStart = this.pos + 1;
+    const value = decodeEntities(raw, (offset, reason) => this.fail(reason, valueStart + offset))
+      // Attribute-value normalisation: literal whitespace characters become spaces.
+      .replace(/[\t\n\r]/g, ' ');
+    this.pos = close + 1;
+    return { name: attrName, value, start: attrStart, end: this.pos, quote };
+  }
 }
 
 // ---- navigation helpers -------------------------------------------------

@@ -1,7 +1,7 @@
 // `vxvirt check`: is this host ready for vxvirt networks, and if not, what to do.
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { diagnose, formatFindings, summary } from '../doctor.ts';
-import { gatherFacts } from '../doctor-facts.ts';
+import { diagnose, formatFindings, summary } from '../check.ts';
+import { gatherFacts } from '../check-facts.ts';
 import { CheckFailedError } from '../errors.ts';
 import { hooksDir, hooksDirOption } from './hook-install.ts';
 import { printJson } from './output.ts';

@@ -63,90 +63,91 @@ function importBindings(): Promise<unknown> {
 
 const isNoDomain = (err: unknown): boolean => /domain not found|no domain with matching/i.test(oneLine(err));
 
+/** Run `fn` on a connection of its own, closed afterwards whatever happens. */
+async function withConnection<T>(bindings: Bindings, fn: (h: BindingHypervisor) => Promise<T>): Promise<T> {
+  const h = new bindings.Hypervisor({ uri: libvirtUri() });
+  try {
+    await h.connectOpen();
+  } catch (err) {
+    throw unreachable(oneLine(err));
+  }
+  try {
+    return await fn(h);
+  } finally {
+    await h.connectClose().catch(() => undefined);
+  }
+}
+
+async function lookup(h: BindingHypervisor, name: string): Promise<BindingDomain> {
+  try {
+    return await h.domainLookupByName(name);
+  } catch (err) {
+    if (isNoDomain(err)) throw noSuchDomain(name);
+    throw failure(`reading domain ${name}`, oneLine(err), err);
+  }
+}
+
+async function readDomainState(h: BindingHypervisor, name: string): Promise<DomainState> {
+  const d = await lookup(h, name);
+  try {
+    const persistentXml = await d.getXMLDesc(XML_SECURE | XML_INACTIVE);
+    const uuid = await d.getUUIDString();
+    const id = await d.getID();
+    let running = id !== null && id !== undefined && id >= 0;
+    const state: DomainState = { name, uuid, persistentXml, running };
+    if (running) {
+      const live = await d.getXMLDesc(XML_SECURE);
+      // Stopped since getID: what came back is the inactive definition.
+      running = isLiveXml(live);
+      state.running = running;
+      if (running) state.liveXml = live;
+    }
+    return state;
+  } catch (err) {
+    if (isNoDomain(err)) throw noSuchDomain(name);
+    throw failure(`reading domain ${name}`, oneLine(err), err);
+  }
+}
+
+async function listActiveDomains(h: BindingHypervisor): Promise<ActiveDomain[]> {
+  let domains: BindingDomain[];
+  try {
+    domains = await h.connectListAllDomains(LIST_ACTIVE);
+  } catch (err) {
+    throw failure('listing the active domains', oneLine(err), err);
+  }
+  const out: ActiveDomain[] = [];
+  for (const d of domains) {
+    try {
+      const entry = { uuid: (await d.getUUIDString()).toLowerCase(), name: await d.getName(), liveXml: await d.getXMLDesc() };
+      if (isLiveXml(entry.liveXml)) out.push(entry);
+    } catch (err) {
+      if (!isNoDomain(err)) throw failure('reading an active domain', oneLine(err), err);
+    }
+  }
+  return out;
+}
+
+async function defineDomain(h: BindingHypervisor, xml: string): Promise<string> {
+  let d: BindingDomain;
+  try {
+    d = await h.domainDefineXML(xml);
+  } catch (err) {
+    throw failure('libvirt refused the domain XML', oneLine(err), err);
+  }
+  try {
+    return await d.getXMLDesc(XML_SECURE | XML_INACTIVE);
+  } catch (err) {
+    throw failure('reading back the defined domain', oneLine(err), err);
+  }
+}
+
 /** The domain backend over loaded bindings. */
 export function bindingsBackend(bindings: Bindings): DomainBackend {
-  async function withConnection<T>(fn: (h: BindingHypervisor) => Promise<T>): Promise<T> {
-    const h = new bindings.Hypervisor({ uri: libvirtUri() });
-    try {
-      await h.connectOpen();
-    } catch (err) {
-      throw unreachable(oneLine(err));
-    }
-    try {
-      return await fn(h);
-    } finally {
-      await h.connectClose().catch(() => undefined);
-    }
-  }
-
-  async function lookup(h: BindingHypervisor, name: string): Promise<BindingDomain> {
-    try {
-      return await h.domainLookupByName(name);
-    } catch (err) {
-      if (isNoDomain(err)) throw noSuchDomain(name);
-      throw failure(`reading domain ${name}`, oneLine(err), err);
-    }
-  }
-
   return {
     kind: 'bindings',
-
-    readDomainState: (name: string): Promise<DomainState> =>
-      withConnection(async (h) => {
-        const d = await lookup(h, name);
-        try {
-          const persistentXml = await d.getXMLDesc(XML_SECURE | XML_INACTIVE);
-          const uuid = await d.getUUIDString();
-          const id = await d.getID();
-          let running = id !== null && id !== undefined && id >= 0;
-          const state: DomainState = { name, uuid, persistentXml, running };
-          if (running) {
-            const live = await d.getXMLDesc(XML_SECURE);
-            // Stopped since getID: what came back is the inactive definition.
-            running = isLiveXml(live);
-            state.running = running;
-            if (running) state.liveXml = live;
-          }
-          return state;
-        } catch (err) {
-          if (isNoDomain(err)) throw noSuchDomain(name);
-          throw failure(`reading domain ${name}`, oneLine(err), err);
-        }
-      }),
-
-    listActiveDomains: (): Promise<ActiveDomain[]> =>
-      withConnection(async (h) => {
-        let domains: BindingDomain[];
-        try {
-          domains = await h.connectListAllDomains(LIST_ACTIVE);
-        } catch (err) {
-          throw failure('listing the active domains', oneLine(err), err);
-        }
-        const out: ActiveDomain[] = [];
-        for (const d of domains) {
-          try {
-            const entry = { uuid: (await d.getUUIDString()).toLowerCase(), name: await d.getName(), liveXml: await d.getXMLDesc() };
-            if (isLiveXml(entry.liveXml)) out.push(entry);
-          } catch (err) {
-            if (!isNoDomain(err)) throw failure('reading an active domain', oneLine(err), err);
-          }
-        }
-        return out;
-      }),
-
-    defineDomain: (xml: string): Promise<string> =>
-      withConnection(async (h) => {
-        let d: BindingDomain;
-        try {
-          d = await h.domainDefineXML(xml);
-        } catch (err) {
-          throw failure('libvirt refused the domain XML', oneLine(err), err);
-        }
-        try {
-          return await d.getXMLDesc(XML_SECURE | XML_INACTIVE);
-        } catch (err) {
-          throw failure('reading back the defined domain', oneLine(err), err);
-        }
-      }),
+    readDomainState: (name: string): Promise<DomainState> => withConnection(bindings, (h) => readDomainState(h, name)),
+    listActiveDomains: (): Promise<ActiveDomain[]> => withConnection(bindings, (h) => listActiveDomains(h)),
+    defineDomain: (xml: string): Promise<string> => withConnection(bindings, (h) => defineDomain(h, xml)),
   };
 }

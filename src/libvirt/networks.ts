@@ -2,7 +2,7 @@
 // network `vxvirt define-network` defines so that virt-install, virt-manager,
 // cockpit and terraform offer NAME, read, listed and removed.
 import { LibvirtError } from '../errors.ts';
-import { fillTemplate, readTemplate, VXVIRT_XMLNS } from '../generator.ts';
+import { fillTemplate, readTemplate, VXVIRT_XMLNS } from '../templates.ts';
 import { bridgeName, type NetworkDefinition } from '../network-definition.ts';
 import { attr, childElements, firstChild, localName, namespaceOf, parseXml, textContent } from '../xml.ts';
 import { classifyVirshError, parseNameList } from './virsh-output.ts';

@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Finding } from '../../src/doctor.ts';
+import type { Finding } from '../../src/check.ts';
 import { TestHost } from '../support/netns.ts';
 
 const it = suite<{ host: TestHost; hooks: string }>('vxvirt check');

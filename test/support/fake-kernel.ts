@@ -4,7 +4,8 @@
 import { NotFoundError, ToolError } from '../../src/errors.ts';
 import type { Change, Effects } from '../../src/lifecycle.ts';
 import type { NetworkDefinition } from '../../src/network-definition.ts';
-import type { DomainRecord, LoadedDefinitions } from '../../src/store.ts';
+import type { LoadedDefinitions } from '../../src/store.ts';
+import type { DomainRecord } from '../../src/users.ts';
 import type { Link, Observed, Step } from '../../src/plan.ts';
 import type { Users } from '../../src/users.ts';
 

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { networkDrift, orphanPairs, ownedVni, unrecordedGuests } from '../../src/drift.ts';
+import { networkDrift, orphanPairs, unrecordedGuests } from '../../src/drift.ts';
 import { validateDefinition } from '../../src/network-definition.ts';
-import { desiredVxlan, ownerGroup, type Link, type Observed } from '../../src/plan.ts';
+import { desiredVxlan, ownedVni, ownerGroup, type Link, type Observed } from '../../src/plan.ts';
 
 const tut = validateDefinition({ name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] });
 const underlay: Link = { name: 'ens47f1', kind: 'veth', group: 0, mtu: 1500, up: true };

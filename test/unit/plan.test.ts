@@ -7,11 +7,10 @@ import {
   ownerGroup,
   planEnsure,
   planTeardown,
-  renderBridgeBatch,
-  renderIpBatch,
   type Link,
   type Observed,
 } from '../../src/plan.ts';
+import { renderBridgeBatch, renderIpBatch } from '../../src/iproute.ts';
 
 const def = (extra: Partial<DefinitionInput> = {}) =>
   validateDefinition({ name: 'tut', vni: 42, dev: 'ens47f1', local: '192.168.8.100', remotes: ['192.168.8.101'], ...extra });

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
 import { desiredVxlan, ownerGroup, type Link } from '../../src/plan.ts';
 import { activeDomainFacts, libvirtNetworkDrift, planLibvirtNetworks, planReconcile, type ActiveDomainFacts, type LibvirtNetworkView, type ReconcileFacts } from '../../src/reconcile.ts';
-import type { RecordedDomain } from '../../src/store.ts';
+import type { RecordedDomain } from '../../src/users.ts';
 import type { Users } from '../../src/users.ts';
 
 const tut = validateDefinition({ name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] });

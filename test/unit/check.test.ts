@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { diagnose, formatFindings, iprouteVersion, summary, type Facts, type FileFacts, type Finding, type NetworkFacts } from '../../src/doctor.ts';
+import { diagnose, formatFindings, iprouteVersion, summary, type Facts, type FileFacts, type Finding, type NetworkFacts } from '../../src/check.ts';
 import type { HooksDir } from '../../src/hook-install.ts';
 import { describeAccess, type Access } from '../../src/libvirt/choice.ts';
 import { validateDefinition, type DefinitionInput } from '../../src/network-definition.ts';

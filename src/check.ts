@@ -1,6 +1,6 @@
-// `vxvirt check`: facts gathered from this host (doctor-facts.ts) in,
+// `vxvirt check`: facts gathered from this host (check-facts.ts) in,
 // findings out. Pure, so every verdict and hint is tested without root.
-import { DEFAULT_HOOKS_DIR, hookLabel, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
+import { DEFAULT_HOOKS_DIR, hookLabel, hookPaths, type Entry, type HooksDir } from './hook-plan.ts';
 import { groupLimitHint, IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, NEAR_LIMIT } from './host-limits.ts';
 import type { UnrecordedGuest } from './drift.ts';
 import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from './network-definition.ts';

@@ -1,4 +1,4 @@
-// What `vxvirt check` judges (doctor.ts), read from this host: tools as
+// What `vxvirt check` judges (check.ts), read from this host: tools as
 // libvirt's hooks find them, the kernel, how libvirt is reached (bindings or
 // virsh), the hook, each network's underlay,
 // and who may change the files that decide what root does. It only reads;
@@ -7,18 +7,110 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Facts, FileFacts, HookFacts, LibvirtAccessFacts, NetworkFacts } from './doctor.ts';
+import type { Facts, FileFacts, HookFacts, LibvirtAccessFacts, NetworkFacts } from './check.ts';
 import { unrecordedGuests } from './drift.ts';
 import { oneLine } from './errors.ts';
 import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
-import * as iproute from './iproute.ts';
+import { describeFailure, exec, parseLinks, run, type Output } from './iproute.ts';
 import { describeAccess, libvirtAccess, listActiveDomains } from './libvirt/index.ts';
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { isOwned } from './plan.ts';
+import { isOwned, type Link } from './plan.ts';
 import { activeDomainFacts } from './reconcile.ts';
 import * as store from './store.ts';
 import { readSysctl } from './sysctl.ts';
+
+// ---- read-only probes of the kernel
+// What `vxvirt check` asks ip beyond what the hook reads, through
+// iproute.ts's runner. None of them changes anything on the host; the VXLAN
+// trial runs in a network namespace of its own.
+// What `vxvirt check` asks the kernel. None of them changes anything on the
+// host; the VXLAN trial runs in a network namespace of its own.
+
+/** `ip -V`'s line, and whether `ip -j` prints JSON (iproute2 >= 4.14). */
+export async function ipCapabilities(): Promise<{ version: string; json: boolean }> {
+  const version = (await run('ip', ['-V'])).trim();
+  const r = await exec('ip', ['-d', '-j', 'link', 'show', 'dev', 'lo']);
+  let json = false;
+  try {
+    json = r.status === 0 && Array.isArray(JSON.parse(r.stdout));
+  } catch {
+    // an iproute2 without -j prints text, or refuses the option
+  }
+  return { version, json };
+}
+
+/** A device's flags (UP, LOWER_UP, MULTICAST, …) as `ip` prints them. */
+export interface LinkFlags {
+  flags: string[];
+  operstate?: string;
+}
+
+/** Every device, as observe() reads it, plus each device's flags; one `ip` call. */
+export async function readLinksWithFlags(): Promise<{ links: Map<string, Link>; flags: Map<string, LinkFlags> }> {
+  const out = await run('ip', ['-d', '-j', 'link', 'show']);
+  const flags = new Map<string, LinkFlags>();
+  for (const l of JSON.parse(out || '[]') as Array<{ ifname: string; flags?: string[]; operstate?: string }>) {
+    const f: LinkFlags = { flags: l.flags ?? [] };
+    if (l.operstate !== undefined) f.operstate = l.operstate;
+    flags.set(l.ifname, f);
+  }
+  return { links: parseLinks(out), flags };
+}
+
+export interface AddressInfo {
+  dev: string;
+  /** In the kernel's spelling, as definitions store it. */
+  address: string;
+  tentative: boolean;
+  dadfailed: boolean;
+}
+
+/** The addresses assigned on this host (`ip -j addr show`). */
+export async function readAddresses(): Promise<AddressInfo[]> {
+  type AddrJson = { ifname: string; addr_info?: Array<{ local?: string; tentative?: boolean; dadfailed?: boolean }> };
+  const out: AddressInfo[] = [];
+  for (const l of JSON.parse((await run('ip', ['-j', 'addr', 'show'])) || '[]') as AddrJson[]) {
+    for (const a of l.addr_info ?? []) {
+      if (a.local) out.push({ dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true });
+    }
+  }
+  return out;
+}
+
+/** The kernel's route for a destination (`ip -j route get`), optionally as sent through `oif`; a failed lookup is `error`. */
+export async function routeGet(address: string, oif?: string): Promise<{ dev?: string; type?: string; error?: string }> {
+  const r = await exec('ip', ['-j', 'route', 'get', address, ...(oif ? ['oif', oif] : [])]);
+  if (r.status !== 0) return { error: r.stderr.trim().split('\n').join('; ') || `exit status ${r.status}` };
+  try {
+    const [route] = JSON.parse(r.stdout) as Array<{ dev?: string; type?: string }>;
+    const out: { dev?: string; type?: string } = {};
+    if (route?.dev) out.dev = route.dev;
+    if (route?.type) out.type = route.type;
+    return out;
+  } catch {
+    return { error: `cannot read 'ip -j route get' output (iproute2 prints routes as JSON since 4.17): ${r.stdout.trim().slice(0, 80)}` };
+  }
+}
+
+/**
+ * Whether this kernel can make vxvirt's devices: a VXLAN device enslaved to a
+ * bridge, made in a throwaway network namespace (unshare(1), util-linux) so
+ * the host's own devices are never touched. The namespace, and the devices
+ * with it, disappear when `ip` exits.
+ */
+export async function tryVxlanDevice(): Promise<{ ok: true } | { error: string }> {
+  const batch = 'link add vxvirtprobe type vxlan id 1 dstport 4789\nlink add vxvirtprobebr type bridge\nlink set vxvirtprobe master vxvirtprobebr\n';
+  let r: Output;
+  try {
+    r = await exec('unshare', ['--net', 'ip', '-batch', '-'], batch);
+  } catch {
+    // exec() resolves whatever the exit status: this is unshare(1) itself not starting.
+    return { error: 'cannot run unshare(1) to try it in a private network namespace: install util-linux' };
+  }
+  if (r.status === 0) return { ok: true };
+  return { error: describeFailure('unshare --net ip', ['-batch', '-'], r.stderr || `exit status ${r.status}`, batch) };
+}
 
 /** The first executable file `cmd` in the directories of `path` (a PATH-style list). */
 function findOnPath(cmd: string, path: string): string | undefined {
@@ -41,7 +133,7 @@ const firstLine = (s: string | null | undefined): string => (s ?? '').trim().spl
 
 async function iprouteFacts(): Promise<Facts['iproute']> {
   try {
-    return await iproute.ipCapabilities();
+    return await ipCapabilities();
   } catch (err) {
     return { error: oneLine(err) };
   }
@@ -130,8 +222,8 @@ function fileFacts(path: string, role: FileFacts['role']): FileFacts | undefined
 
 async function networkFacts(defs: readonly NetworkDefinition[]): Promise<NetworkFacts[]> {
   if (defs.length === 0) return [];
-  const { links, flags } = await iproute.readLinksWithFlags();
-  const addresses = defs.some((d) => d.local !== undefined) ? await iproute.readAddresses() : [];
+  const { links, flags } = await readLinksWithFlags();
+  const addresses = defs.some((d) => d.local !== undefined) ? await readAddresses() : [];
   const out: NetworkFacts[] = [];
   for (const def of defs) {
     const n: NetworkFacts = { def, foreignDevices: [] };
@@ -144,7 +236,7 @@ async function networkFacts(defs: readonly NetworkDefinition[]): Promise<Network
       n.local = addresses.filter((a) => a.address === def.local).map(({ dev: d, tentative, dadfailed }) => ({ dev: d, tentative, dadfailed }));
     }
     if (def.group !== undefined && dev) {
-      n.groupRoute = { bound: await iproute.routeGet(def.group, def.dev), table: await iproute.routeGet(def.group) };
+      n.groupRoute = { bound: await routeGet(def.group, def.dev), table: await routeGet(def.group) };
     }
     for (const name of [bridgeName(def.vni), vxlanName(def.vni)]) {
       const l = links.get(name);
@@ -199,7 +291,7 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
   const { hook, files: hookFiles } = hookFacts(hooksDir);
   const [ip, vxlan, networks, libvirt, unrecorded] = await Promise.all([
     iprouteFacts(),
-    iproute.tryVxlanDevice(),
+    tryVxlanDevice(),
     networkFacts(defs),
     libvirtFacts(),
     unrecordedFacts(defs),
