@@ -15,7 +15,7 @@ const LAYERS: Record<string, readonly string[]> = {
   pure: [
     'errors.ts', 'network-definition.ts', 'xml.ts', 'domain-xml.ts', 'generator.ts', 'plan.ts', 'users.ts',
     'drift.ts', 'reconcile.ts', 'redefine.ts', 'check.ts', 'host-limits.ts', 'hook-plan.ts', 'network-port.ts',
-    'templates.ts', 'libvirt/virsh-output.ts', 'libvirt/choice.ts',
+    'templates.ts', 'libvirt/virsh-output.ts', 'libvirt/choice.ts', 'formats.ts', 'version.ts',
   ],
   effects: [
     'crash-point.ts', 'iproute.ts', 'store.ts', 'sysctl.ts', 'log.ts', 'hook-stdin.ts', 'hook-install.ts', 'check-facts.ts',
