@@ -13,6 +13,7 @@
 //   9  libvirt refused the operation, or the bindings are missing
 //  10  `vxvirt check` found at least one failure (its FAIL lines say which)
 //  11  reconcile: the host has not converged (with --dry-run: something to change or to look at)
+//  12  a state or definition file is in a newer format than this vxvirt reads (upgrade vxvirt)
 
 export class VxvirtError extends Error {
   readonly exitCode: number = 1;
@@ -62,6 +63,14 @@ export class CheckFailedError extends VxvirtError {
 /** `vxvirt reconcile` could not converge the host (or, with --dry-run, found something to change). */
 export class NotConvergedError extends VxvirtError {
   override readonly exitCode = 11;
+}
+
+/**
+ * A file written by a newer vxvirt, in a format this one cannot read
+ * (formats.ts): never acted on; the way out is to upgrade vxvirt.
+ */
+export class NewerFormatError extends VxvirtError {
+  override readonly exitCode = 12;
 }
 
 /** The same kind of error (so the same exit status) with another message; the error itself becomes its cause. */

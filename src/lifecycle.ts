@@ -15,7 +15,7 @@
 // or `vxvirt reconcile` — can finish the job. `crashPoint` marks those steps
 // for the tests that kill the hook there; it is compiled out of dist/.
 import { crashPoint } from './crash-point.ts';
-import { InternalError, NotFoundError, VxvirtError, warn, withMessage } from './errors.ts';
+import { InternalError, NewerFormatError, NotFoundError, VxvirtError, warn, withMessage } from './errors.ts';
 import { groupJoinMessage, groupLimitSysctl, isGroupJoinRefusal, socketMemberships } from './host-limits.ts';
 import { logChanges, type Change } from './log.ts';
 import { addressesNeeded } from './host-address.ts';
@@ -354,6 +354,10 @@ export async function ensureForDomain(domain: DomainRef, defs: readonly NetworkD
   await fx.withHostLock(`${holder} ${domain.name}`, async () => {
     await finishPendingReleases(fx);
     defs = current(defs, fx, 'fail');
+    // Every users file this start will change, read before anything is made:
+    // one in a newer format (NewerFormatError) fails the start with nothing
+    // to roll back — a rollback could not read it either.
+    for (const def of defs) fx.readUsers(def.name);
     const addedToRecord = extendRecord(domain, defs, fx);
     const touched: NetworkDefinition[] = [];
     const usersBefore = new Map<NetworkDefinition, UserRecord | undefined>();
@@ -420,7 +424,17 @@ export async function reconnectDomain(domain: DomainRef, defs: readonly NetworkD
  */
 export async function releaseDomain(key: string, fx: Effects = realEffects, options: ReleaseOptions = {}): Promise<string[]> {
   return fx.withHostLock(`release ${key}`, async () => {
-    await finishPendingReleases(fx);
+    try {
+      await finishPendingReleases(fx);
+    } catch (err) {
+      // A pending release in a newer format (a newer vxvirt wrote it): this
+      // one cannot finish it, nor tell which pairs it frees. The stop is
+      // journaled all the same — beginRelease's rename reads nothing — and
+      // the vxvirt that reads the format finishes both at its next hook run
+      // or reconcile: nothing leaks, and nothing in use is deleted meanwhile.
+      if (err instanceof NewerFormatError) journalRelease(key, fx);
+      throw err;
+    }
     const record = fx.beginRelease(key);
     if (!record) return [];
     crashPoint('release:begun');
@@ -430,6 +444,15 @@ export async function releaseDomain(key: string, fx: Effects = realEffects, opti
     if (!handedOff) fx.endRelease(key);
     return removed;
   });
+}
+
+/** Move a domain's record to releasing/ (its parse may fail: the rename is what counts). */
+function journalRelease(key: string, fx: Effects): void {
+  try {
+    fx.beginRelease(key);
+  } catch {
+    // the file is in releasing/ if the rename was done; the caller reports its own error
+  }
 }
 
 /**

@@ -10,6 +10,7 @@
 // the hook").
 import { isIP } from 'node:net';
 import { DefinitionError } from './errors.ts';
+import { FORMATS, parseObject, readFormat, stamped } from './formats.ts';
 
 export interface NetworkDefinition {
   name: string;
@@ -284,34 +285,20 @@ export function checkNoConflict(def: NetworkDefinition, others: readonly Network
   }
 }
 
-/** The stored format this vxvirt writes and reads. */
-const FORMAT_VERSION = 1;
-
-/** The stored form: the definition with a format version, as pretty JSON. */
+/** The stored form: the definition with its format version (formats.ts), as pretty JSON. */
 export function serializeDefinition(def: NetworkDefinition): string {
   // A definition resolved for this host is never what is stored.
   const { ownRemotes: _resolved, ...stored } = def;
-  return `${JSON.stringify({ version: FORMAT_VERSION, ...stored }, null, 2)}\n`;
+  return `${JSON.stringify(stamped(FORMATS.definition, stored), null, 2)}\n`;
 }
 
+/**
+ * A stored definition, validated again: a file without "version" (a
+ * hand-written one) is version 1; an older format is converted, a newer one
+ * refused (NewerFormatError), never guessed at.
+ */
 export function parseStoredDefinition(text: string, source: string): NetworkDefinition {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    // V8 quotes the file's text in its message: escape control characters
-    // (a newline, a NUL) so the message stays one printable line.
-    const why = (err as Error).message.replace(/[\x00-\x1f]/g, (c) => JSON.stringify(c).slice(1, -1));
-    throw new DefinitionError(`${source}: not valid JSON (${why})`);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new DefinitionError(`${source}: must hold a JSON object`);
-  }
-  // A file without "version" is read as version 1 (a hand-written one); a later format is not guessed at.
-  const version = (raw as { version?: unknown }).version;
-  if (version !== undefined && version !== FORMAT_VERSION) {
-    throw new DefinitionError(`${source}: format version ${shown(version)} is not one this vxvirt reads (${FORMAT_VERSION})`);
-  }
+  const { raw } = readFormat(parseObject(text, source), source, FORMATS.definition);
   try {
     return validateDefinition(raw as DefinitionInput);
   } catch (err) {

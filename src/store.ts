@@ -47,7 +47,7 @@ import {
 import { dirname, join } from 'node:path';
 import { DefinitionError, InternalError, LockTimeoutError, NotFoundError, ToolError, UsageError } from './errors.ts';
 import { NAME_PATTERN, NAME_RULE, parseStoredDefinition, serializeDefinition, type NetworkDefinition } from './network-definition.ts';
-import { emptyUsers, hasUsers, parseDomainRecord, parseUsers, serializeUsers, type DomainRecord, type PendingRelease, type RecordedDomain, type Users } from './users.ts';
+import { emptyUsers, hasUsers, parseDomainRecord, parseUsers, serializeDomainRecord, serializeUsers, type DomainRecord, type PendingRelease, type RecordedDomain, type Users } from './users.ts';
 import { isUuid } from './domain-xml.ts';
 
 const configDir = (): string => process.env.VXVIRT_CONFIG_DIR || '/etc/vxvirt';
@@ -334,8 +334,9 @@ function removeIndexEntriesOf(name: string, keepVni?: number): void {
 const usersPath = (network: string): string => join(usersDir(), `${network}.json`);
 
 export function readUsers(network: string): Users {
-  const text = readStateFile(usersPath(network));
-  return text === undefined ? emptyUsers() : parseUsers(text);
+  const path = usersPath(network);
+  const text = readStateFile(path);
+  return text === undefined ? emptyUsers() : parseUsers(text, path);
 }
 
 /** Networks that have a users file (possibly of networks no longer defined). */
@@ -363,15 +364,16 @@ function domainFileName(key: string): string {
 
 
 export function readDomainRecord(key: string): DomainRecord | undefined {
-  const text = readStateFile(join(domainsDir(), domainFileName(key)));
-  return text === undefined ? undefined : parseDomainRecord(text, key);
+  const path = join(domainsDir(), domainFileName(key));
+  const text = readStateFile(path);
+  return text === undefined ? undefined : parseDomainRecord(text, key, path);
 }
 
 /** Write (or with no networks, remove) a domain's record. */
 export function writeDomainRecord(key: string, record: DomainRecord): void {
   const path = join(domainsDir(), domainFileName(key));
   if (record.networks.length === 0) rmSync(path, { force: true });
-  else writeStateFile(path, `${JSON.stringify({ key, ...record }, null, 2)}\n`);
+  else writeStateFile(path, serializeDomainRecord(key, record));
 }
 
 
@@ -379,7 +381,8 @@ export function writeDomainRecord(key: string, record: DomainRecord): void {
 function readRecords(dir: string): RecordedDomain[] {
   const out: RecordedDomain[] = [];
   for (const base of jsonNames(dir)) {
-    const text = readStateFile(join(dir, `${base}.json`));
+    const path = join(dir, `${base}.json`);
+    const text = readStateFile(path);
     if (text === undefined) continue;
     let key = base;
     try {
@@ -388,7 +391,7 @@ function readRecords(dir: string): RecordedDomain[] {
     } catch {
       // a torn file cannot happen (atomic writes); a hand-edited one still ends
     }
-    out.push({ key, record: parseDomainRecord(text, key) });
+    out.push({ key, record: parseDomainRecord(text, key, path) });
   }
   return out;
 }
@@ -413,7 +416,7 @@ export function beginRelease(key: string): DomainRecord | undefined {
     if (!isMissing(err)) throw err;
   }
   const text = readStateFile(to);
-  return text === undefined ? undefined : parseDomainRecord(text, key);
+  return text === undefined ? undefined : parseDomainRecord(text, key, to);
 }
 
 /**
@@ -423,7 +426,7 @@ export function beginRelease(key: string): DomainRecord | undefined {
  * domain's record stays in domains/ (it still runs).
  */
 export function beginPartialRelease(key: string, record: DomainRecord): void {
-  writeStateFile(join(releasingDir(), domainFileName(key)), `${JSON.stringify({ key, ...record }, null, 2)}\n`);
+  writeStateFile(join(releasingDir(), domainFileName(key)), serializeDomainRecord(key, record));
 }
 
 

@@ -11,6 +11,7 @@
 // name (a NIC without a MAC, a record from before MACs were kept, one that
 // `vxvirt reconcile` made from a running domain) has `macs` unset: an unplug
 // never ends it, only the domain's stop — it stays unknown until then.
+import { FORMATS, parseObject, readFormat, stamped } from './formats.ts';
 
 import { NAME_PATTERN } from './network-definition.ts';
 
@@ -87,13 +88,14 @@ export function userNames(users: Users): string[] {
 }
 
 export function serializeUsers(users: Users): string {
-  return `${JSON.stringify({ version: 1, users }, null, 2)}\n`;
+  return `${JSON.stringify(stamped(FORMATS.users, { users }), null, 2)}\n`;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-export function parseUsers(text: string): Users {
-  const raw = JSON.parse(text) as { users?: unknown };
+/** A users file (`source` names it in errors): an older format is converted, a newer one refused (NewerFormatError). */
+export function parseUsers(text: string, source = 'users file'): Users {
+  const raw = readFormat(parseObject(text, source), source, FORMATS.users).raw as { users?: unknown };
   const out: Users = {};
   if (raw && typeof raw.users === 'object' && raw.users !== null) {
     for (const [key, value] of Object.entries(raw.users as Record<string, unknown>)) {
@@ -130,10 +132,16 @@ export interface RecordedDomain {
 /** A release a killed process left in releasing/. */
 export type PendingRelease = RecordedDomain;
 
-export function parseDomainRecord(text: string, fallbackName: string): DomainRecord {
-  const raw = JSON.parse(text) as Partial<DomainRecord> | null;
-  const networks = Array.isArray(raw?.networks)
+/** A domain record (`source` names its file in errors): an older format converted, a newer one refused (NewerFormatError). */
+export function parseDomainRecord(text: string, fallbackName: string, source = 'domain record'): DomainRecord {
+  const raw = readFormat(parseObject(text, source), source, FORMATS['domain-record']).raw as Partial<DomainRecord>;
+  const networks = Array.isArray(raw.networks)
     ? raw.networks.filter((n): n is RecordedNetwork => typeof n?.name === 'string' && NAME_PATTERN.test(n.name) && Number.isInteger(n.vni))
     : [];
-  return { name: typeof raw?.name === 'string' ? raw.name : fallbackName, networks };
+  return { name: typeof raw.name === 'string' ? raw.name : fallbackName, networks };
+}
+
+/** A domain record as stored (with its key), in the current format. */
+export function serializeDomainRecord(key: string, record: DomainRecord): string {
+  return `${JSON.stringify(stamped(FORMATS['domain-record'], { key, ...record }), null, 2)}\n`;
 }

@@ -53,7 +53,7 @@ function readme(): string {
 
 async function main(argv: string[]): Promise<void> {
   // The statuses themselves are one table, in README.md; every --help points there.
-  const exitStatuses = `Exit status: 0 on success, 1 to 11 by kind of failure: see the table "Exit statuses" in ${readme()}.`;
+  const exitStatuses = `Exit status: 0 on success, 1 to 12 by kind of failure: see the table "Exit statuses" in ${readme()}.`;
   let cli = yargs(argv)
     .scriptName('vxvirt')
     .usage('$0 <command> [options]\n\nPer-VNI bridge + VXLAN networks for libvirt guests.')

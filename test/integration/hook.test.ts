@@ -240,7 +240,8 @@ const corruptions: Array<[string, string, RegExp]> = [
   ['wrong types', JSON.stringify({ version: 1, name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'], dstport: 4789, learning: 'yes' }), /--learning "yes": must be true or false$/],
   ['VNI out of range', JSON.stringify({ version: 1, name: 'tut', vni: 16777216, dev: 'ens47f1', remotes: ['192.168.8.101'] }), /--vni 16777216: must be an integer from 1 to 16777215$/],
   ['another network\'s name', JSON.stringify({ version: 1, name: 'other', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] }), /holds network "other", not tut$/],
-  ['a later format', JSON.stringify({ version: 2, name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] }), /format version 2 is not one this vxvirt reads \(1\)$/],
+  ['a later format', JSON.stringify({ version: 2, name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] }), /network definition in format version 2, but this vxvirt \(0\.1\.0\) reads version 1 only: a newer vxvirt wrote it; upgrade vxvirt to that version or later \(nothing was changed\)$/],
+  ['a format version that is not one', JSON.stringify({ version: '2', name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] }), /format version "2" is not a version number \(a whole number from 1\)$/],
 ];
 
 it('a definition hand-edited into something unreadable: prepare names the file; release lets the domain go', ({ host }) => {

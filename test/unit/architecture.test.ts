@@ -16,7 +16,7 @@ const LAYERS: Record<string, readonly string[]> = {
   pure: [
     'errors.ts', 'network-definition.ts', 'xml.ts', 'domain-xml.ts', 'generator.ts', 'plan.ts', 'users.ts',
     'drift.ts', 'reconcile.ts', 'redefine.ts', 'check.ts', 'frr.ts', 'host-limits.ts', 'hook-plan.ts', 'network-port.ts',
-    'templates.ts', 'libvirt/virsh-output.ts', 'libvirt/choice.ts', 'host-address.ts', 'apply.ts',
+    'templates.ts', 'libvirt/virsh-output.ts', 'libvirt/choice.ts', 'host-address.ts', 'apply.ts', 'formats.ts', 'version.ts',
   ],
   effects: [
     'crash-point.ts', 'iproute.ts', 'store.ts', 'sysctl.ts', 'log.ts', 'hook-stdin.ts', 'hook-install.ts', 'check-facts.ts',

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DefinitionError } from '../../src/errors.ts';
+import { DefinitionError, NewerFormatError } from '../../src/errors.ts';
 import {
   bridgeName,
   checkNoConflict,
@@ -134,14 +134,18 @@ test('long values are cut short in messages, control characters escaped', () => 
   assert.is(shown(undefined), 'undefined');
 });
 
-test('a stored definition: a later format version is refused, JSON errors stay one printable line', () => {
+test('a stored definition: a later format version is refused (NewerFormatError), a bad one is broken, JSON errors stay one printable line', () => {
   const def = validateDefinition(base);
   const stored = JSON.parse(serializeDefinition(def));
   assert.is(stored.version, 1);
   const { version: _v, ...unversioned } = stored;
   assert.equal(parseStoredDefinition(JSON.stringify(unversioned), 'f'), def, 'a hand-written file without a version is read');
-  for (const version of [2, '1', 0, null]) {
-    assert.throws(() => parseStoredDefinition(JSON.stringify({ ...stored, version }), 'f'), new RegExp(`^f: format version ${JSON.stringify(version).replace(/[()[\]]/g, '\\$&')} is not one this vxvirt reads \\(1\\)$`));
+  assert.throws(
+    () => parseStoredDefinition(JSON.stringify({ ...stored, version: 2 }), 'f'),
+    (err: Error) => err instanceof NewerFormatError && /^f: network definition in format version 2, but this vxvirt \(\S+\) reads version 1 only: .*upgrade vxvirt/.test(err.message),
+  );
+  for (const version of ['1', 0, null, 1.5]) {
+    assert.throws(() => parseStoredDefinition(JSON.stringify({ ...stored, version }), 'f'), new RegExp(`^f: format version ${JSON.stringify(version).replace(/[()[\].]/g, '\\$&')} is not a version number`));
   }
   try {
     parseStoredDefinition('name: tut\nvni: 42\n\u0000', 'f');
