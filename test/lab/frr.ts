@@ -266,3 +266,22 @@ export function routerFrr(r: Pick<Router, 'name' | 'dir' | 'exec'>): Frr {
   const run = join(r.dir, 'frr-run');
   return new Frr({ name: r.name, exec: (cmd, opts) => r.exec(cmd, opts), runDir: run, runDirOutside: run, confPath: join(r.dir, 'frr.conf') });
 }
+
+/** TEMPORARY until `vxvirt frr-config` exists: a host's BGP EVPN part, one neighbour (the route reflector). */
+export function evpnHostConf(o: { hostname: string; routerId: string; asn: number; neighbor: string }): string {
+  return `frr defaults datacenter
+hostname ${o.hostname}
+!
+router bgp ${o.asn}
+ bgp router-id ${o.routerId}
+ no bgp default ipv4-unicast
+ neighbor ${o.neighbor} remote-as ${o.asn}
+ !
+ address-family l2vpn evpn
+  neighbor ${o.neighbor} activate
+  advertise-all-vni
+ exit-address-family
+exit
+!
+`;
+}
