@@ -12,6 +12,7 @@ import { unrecordedGuests } from './drift.ts';
 import { oneLine } from './errors.ts';
 import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
 import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook, type HooksDir } from './hook-install.ts';
+import { addressesNeeded, resolveForHost } from './host-address.ts';
 import * as iproute from './iproute.ts';
 import { describeAccess, libvirtAccess, listActiveDomains } from './libvirt/index.ts';
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
@@ -131,7 +132,7 @@ function fileFacts(path: string, role: FileFacts['role']): FileFacts | undefined
 async function networkFacts(defs: readonly NetworkDefinition[]): Promise<NetworkFacts[]> {
   if (defs.length === 0) return [];
   const { links, flags } = await iproute.readLinksWithFlags();
-  const addresses = defs.some((d) => d.local !== undefined) ? await iproute.readAddresses() : [];
+  const addresses = defs.some((d) => addressesNeeded(d) !== undefined || d.local !== undefined) ? await iproute.readAddresses() : [];
   const out: NetworkFacts[] = [];
   for (const def of defs) {
     const n: NetworkFacts = { def, foreignDevices: [] };
@@ -139,6 +140,15 @@ async function networkFacts(defs: readonly NetworkDefinition[]): Promise<Network
     if (dev) {
       const f = flags.get(def.dev)?.flags ?? [];
       n.underlay = { up: dev.up, lowerUp: f.includes('LOWER_UP'), multicast: f.includes('MULTICAST'), mtu: dev.mtu };
+    }
+    if (def.local === undefined && dev) {
+      // The same resolution the hook makes: check expects the device prepare makes.
+      try {
+        const address = resolveForHost(def, addresses).local!;
+        n.auto = { address, where: addresses.filter((a) => a.address === address).map(({ dev: d, tentative, dadfailed }) => ({ dev: d, tentative, dadfailed })) };
+      } catch (err) {
+        n.auto = { error: oneLine(err) };
+      }
     }
     if (def.local !== undefined) {
       n.local = addresses.filter((a) => a.address === def.local).map(({ dev: d, tentative, dadfailed }) => ({ dev: d, tentative, dadfailed }));

@@ -29,6 +29,12 @@ export interface NetworkFacts {
   underlay?: { up: boolean; lowerUp: boolean; multicast: boolean; mtu: number };
   /** Where the definition's --local address is assigned (empty: nowhere); only with --local. */
   local?: Array<{ dev: string; tentative: boolean; dadfailed: boolean }>;
+  /**
+   * Without --local (and with the underlay here): the address this host sends
+   * from, as the hook finds it (host-address.ts), and where it is assigned;
+   * or why there is none.
+   */
+  auto?: { address: string; where: Array<{ dev: string; tentative: boolean; dadfailed: boolean }> } | { error: string };
   /** Multicast only: the group's route as the VXLAN device sends (bound to the underlay), and in the routing table. */
   groupRoute?: { bound: Route; table: Route };
   /** Devices with this network's bridge or VXLAN name that vxvirt did not create. */
@@ -202,7 +208,13 @@ function checkUnderlay(n: NetworkFacts, subject: string): Finding {
 }
 
 function checkLocal(n: NetworkFacts, subject: string): Finding | undefined {
-  const { def, local } = n;
+  const { def } = n;
+  if (def.local === undefined && n.auto !== undefined) {
+    if ('error' in n.auto) return { level: 'FAIL', subject, message: n.auto.error, hint: `guests on ${def.name} cannot start here until ${def.dev} has an address of the peers' family` };
+    const finding = checkLocal({ ...n, def: { ...def, local: n.auto.address }, local: n.auto.where, auto: undefined }, subject);
+    return finding && { ...finding, message: `${finding.message} (this host's own: the network has no --local)` };
+  }
+  const { local } = n;
   if (def.local === undefined || local === undefined) return undefined;
   const where = local[0];
   if (!where) {

@@ -13,6 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { crashPoint } from './crash-point.ts';
 import { ToolError } from './errors.ts';
+import type { HostAddress } from './host-address.ts';
 import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
 
 interface IpLinkJson {
@@ -66,6 +67,25 @@ function parseLinks(json: string): Map<string, Link> {
     links.set(link.name, link);
   }
   return links;
+}
+
+interface IpAddrJson {
+  ifname: string;
+  addr_info?: Array<{ local?: string; scope?: string; tentative?: boolean; dadfailed?: boolean }>;
+}
+
+/** Parse `ip -j addr show` output: every address, by device. */
+function parseAddresses(json: string): Array<HostAddress & { tentative: boolean }> {
+  const out: Array<HostAddress & { tentative: boolean }> = [];
+  for (const l of JSON.parse(json || '[]') as IpAddrJson[]) {
+    for (const a of l.addr_info ?? []) {
+      if (!a.local) continue;
+      const addr: HostAddress & { tentative: boolean } = { dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true };
+      if (a.scope !== undefined) addr.scope = a.scope;
+      out.push(addr);
+    }
+  }
+  return out;
 }
 
 /** Parse `bridge -j fdb show dev X`: destinations of the all-zero (flood) entries. */
@@ -259,6 +279,8 @@ export interface ObserveQuery {
   devices: readonly string[];
   portsOf?: readonly string[];
   fdbDevices?: readonly string[];
+  /** Read this host's addresses of that family (host-address.ts). */
+  addresses?: 4 | 6;
 }
 
 /**
@@ -297,7 +319,17 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
   for (const dev of query.fdbDevices ?? []) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
   }
-  return { links, floodDsts };
+  const observed: Observed = { links, floodDsts };
+  if (query.addresses !== undefined) {
+    // `to 0.0.0.0/0` (`::/0`) keeps only devices with an address of that
+    // family: the answer grows with the host's addresses, not its devices.
+    const command = `addr show to ${query.addresses === 4 ? '0.0.0.0/0' : '::/0'}`;
+    const lines = await ip.command(command);
+    const errors = lines.filter((l) => !isJson(l) && !isBatchNoise(l));
+    if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${command}')`);
+    observed.addresses = lines.filter(isJson).flatMap(parseAddresses);
+  }
+  return observed;
 }
 
 /** Read every device of the host (for commands that survey everything, never the hook). */
@@ -307,7 +339,7 @@ export async function observeAll(fdbDevices: readonly string[] = []): Promise<Ob
   for (const dev of fdbDevices) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
   }
-  return { links, floodDsts };
+  return { links, floodDsts, addresses: await readAddresses() };
 }
 
 /**
@@ -376,8 +408,7 @@ export async function readLinksWithFlags(): Promise<{ links: Map<string, Link>; 
   return { links: parseLinks(out), flags };
 }
 
-export interface AddressInfo {
-  dev: string;
+export interface AddressInfo extends HostAddress {
   /** In the kernel's spelling, as definitions store it. */
   address: string;
   tentative: boolean;
@@ -386,14 +417,7 @@ export interface AddressInfo {
 
 /** The addresses assigned on this host (`ip -j addr show`). */
 export async function readAddresses(): Promise<AddressInfo[]> {
-  type AddrJson = { ifname: string; addr_info?: Array<{ local?: string; tentative?: boolean; dadfailed?: boolean }> };
-  const out: AddressInfo[] = [];
-  for (const l of JSON.parse((await run('ip', ['-j', 'addr', 'show'])) || '[]') as AddrJson[]) {
-    for (const a of l.addr_info ?? []) {
-      if (a.local) out.push({ dev: l.ifname, address: a.local, tentative: a.tentative === true, dadfailed: a.dadfailed === true });
-    }
-  }
-  return out;
+  return parseAddresses(await run('ip', ['-j', 'addr', 'show'])) as AddressInfo[];
 }
 
 /** The kernel's route for a destination (`ip -j route get`), optionally as sent through `oif`; a failed lookup is `error`. */

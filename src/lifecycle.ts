@@ -18,6 +18,7 @@ import { crashPoint } from './crash-point.ts';
 import { InternalError, NotFoundError, VxvirtError, warn } from './errors.ts';
 import { groupJoinMessage, groupLimitSysctl, isGroupJoinRefusal, socketMemberships } from './host-limits.ts';
 import { logChanges, type Change } from './log.ts';
+import { addressesNeeded } from './host-address.ts';
 import * as iproute from './iproute.ts';
 import type { ObserveQuery } from './iproute.ts';
 import { bridgeName, floodingMode, sameNetwork, underlayFamily, vxlanName, type NetworkDefinition } from './network-definition.ts';
@@ -93,6 +94,17 @@ const recorded = (def: Pick<NetworkDefinition, 'name' | 'vni'>): RecordedNetwork
 
 const MAX_ATTEMPTS = 3;
 
+/** What planEnsure needs to see: the underlay, the pair, the flood entries of unicast peers, this host's addresses. */
+function ensureQuery(def: NetworkDefinition): ObserveQuery {
+  const query: ObserveQuery = {
+    devices: [def.dev, ...pairOf(def.vni)],
+    fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
+  };
+  const family = addressesNeeded(def);
+  if (family !== undefined) query.addresses = family;
+  return query;
+}
+
 /**
  * Make the kernel hold `def`'s pair: read, plan, apply, and read back until
  * the plan is empty. A step that fails because someone else changed the
@@ -100,10 +112,7 @@ const MAX_ATTEMPTS = 3;
  * fresh read; conflicts with devices that are not ours fail at once.
  */
 export async function ensureNetwork(def: NetworkDefinition, fx: Effects, domain?: string): Promise<void> {
-  const query: ObserveQuery = {
-    devices: [def.dev, ...pairOf(def.vni)],
-    fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
-  };
+  const query = ensureQuery(def);
   let lastError: unknown;
   let changed: Step[] = [];
   for (let attempt = 0; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -522,10 +531,7 @@ export async function reconcileHost(options: ReconcileOptions, fx: SurveyEffects
  * when the network is not in use here.
  */
 export async function updateLiveNetwork(def: NetworkDefinition, fx: Effects = realEffects): Promise<Step[] | undefined> {
-  const observed = await fx.observe({
-    devices: [def.dev, ...pairOf(def.vni)],
-    fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
-  });
+  const observed = await fx.observe(ensureQuery(def));
   if (ownedDevices(def.vni, observed).length === 0 && !hasUsers(fx.readUsers(def.name))) return undefined;
   const steps = planEnsure(def, observed);
   await ensureNetwork(def, fx);

@@ -8,6 +8,11 @@ export interface NetworkDefinition {
   vni: number;
   /** Underlay device the VXLAN packets leave through (`dev` of the vxlan link). */
   dev: string;
+  /**
+   * Source address of the VXLAN packets. Absent ("auto"): this host's own
+   * address on `dev`, found when the pair is made (host-address.ts), so one
+   * definition is right on every host.
+   */
   local?: string;
   /** One entry: point-to-point (`remote`). Several: unicast head-end replication via fdb. */
   remotes: string[];
@@ -24,10 +29,19 @@ export interface NetworkDefinition {
    * definitions written before this was recorded: then reconcile makes none.
    */
   libvirt?: boolean;
+  /**
+   * Only in a definition resolved for this host (host-address.ts), never
+   * stored: this host's own addresses, taken out of `remotes`. They still
+   * count toward the flooding mode, which is the definition's, not the host's:
+   * a peer list of two stays unicast on each of the two hosts.
+   */
+  ownRemotes?: string[];
 }
 
 export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
 
+/** How a definition (a file, `--local`) says "this host's own address on the underlay". */
+export const AUTO_LOCAL = 'auto';
 const VNI_MAX = 16777215;
 const DEFAULT_DSTPORT = 4789;
 /** A network name: also a file name (NAME.json) and the libvirt network's name. */
@@ -51,9 +65,9 @@ export const sameNetwork = (a: Pick<NetworkDefinition, 'name' | 'vni'>, b: Pick<
   a.name === b.name && a.vni === b.vni;
 export const vxlanName = (vni: number): string => `vxlan${vni}`;
 
-export function floodingMode(def: Pick<NetworkDefinition, 'remotes' | 'group'>): FloodingMode {
+export function floodingMode(def: Pick<NetworkDefinition, 'remotes' | 'group' | 'ownRemotes'>): FloodingMode {
   if (def.group) return 'multicast';
-  return def.remotes.length > 1 ? 'unicast' : 'point-to-point';
+  return def.remotes.length + (def.ownRemotes?.length ?? 0) > 1 ? 'unicast' : 'point-to-point';
 }
 
 /** 4 or 6: the address family of the underlay, from the peer addresses. */
@@ -188,7 +202,8 @@ export function validateDefinition(input: DefinitionInput): NetworkDefinition {
   }
 
   let local: string | undefined;
-  if (input.local !== undefined) {
+  // "auto" (or absent): this host's address on the underlay, found when the pair is made.
+  if (input.local !== undefined && input.local !== AUTO_LOCAL) {
     local = address('local', input.local);
     if (isMulticast(local) || isUnspecified(local)) fail('local', local, 'must be a unicast address of this host');
     if (remotes.includes(local)) fail('remote', local, 'is the same as --local');
@@ -231,7 +246,9 @@ const FORMAT_VERSION = 1;
 
 /** The stored form: the definition with a format version, as pretty JSON. */
 export function serializeDefinition(def: NetworkDefinition): string {
-  return `${JSON.stringify({ version: FORMAT_VERSION, ...def }, null, 2)}\n`;
+  // A definition resolved for this host is never what is stored.
+  const { ownRemotes: _resolved, ...stored } = def;
+  return `${JSON.stringify({ version: FORMAT_VERSION, ...stored }, null, 2)}\n`;
 }
 
 export function parseStoredDefinition(text: string, source: string): NetworkDefinition {

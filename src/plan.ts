@@ -2,6 +2,7 @@
 // the kernel's state into `Observed` and applies the steps; everything that
 // decides (is this device ours, does it match, what must change) is here.
 import { DeviceConflictError, DefinitionError } from './errors.ts';
+import { resolveForHost, type HostAddress } from './host-address.ts';
 import {
   bridgeName,
   floodingMode,
@@ -38,6 +39,12 @@ export interface Observed {
   links: Map<string, Link>;
   /** Destinations of the all-zero fdb entries of vxlan devices (unicast head-end replication). */
   floodDsts: Map<string, string[]>;
+  /**
+   * This host's addresses of the underlay's family (all families for
+   * observeAll): what a definition without --local, or with a peer list, is
+   * resolved with. Absent: not read.
+   */
+  addresses?: HostAddress[];
 }
 
 export type Step =
@@ -110,6 +117,8 @@ export function planEnsure(def: NetworkDefinition, observed: Observed): Step[] {
   if (!underlay) {
     throw new DefinitionError(`network ${def.name}: underlay device ${def.dev} does not exist on this host (--dev ${def.dev})`);
   }
+  // The definition as this host uses it: its own local address, itself out of the peers.
+  def = resolveForHost(def, observed.addresses);
   const mtu = overlayMtu(def, underlay.mtu);
   const bridge = observed.links.get(br);
   const vxlan = observed.links.get(vx);

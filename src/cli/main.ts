@@ -18,6 +18,7 @@ import { installHook, uninstallHook } from './hook-install.ts';
 import { check } from './check.ts';
 import { completion } from './completion.ts';
 import { reconcileCommand } from './reconcile.ts';
+import { applyCommand } from './apply.ts';
 
 // Commands in the order `vxvirt --help` lists them.
 const commands = [
@@ -25,6 +26,7 @@ const commands = [
   setPeers,
   redefine,
   undefineNetwork,
+  applyCommand,
   listNetworks,
   status,
   reconcileCommand,

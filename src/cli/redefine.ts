@@ -83,7 +83,7 @@ function overlayMtuOr(def: NetworkDefinition, devMtu: number): number {
 }
 
 /** What the live update did, for people. */
-function describeLive(def: NetworkDefinition, steps: readonly Step[]): string {
+export function describeLive(def: NetworkDefinition, steps: readonly Step[]): string {
   const vx = vxlanName(def.vni);
   if (steps.length === 0) return `${vx} already matched`;
   const count = (op: Step['op']): number => steps.filter((s) => s.op === op).length;

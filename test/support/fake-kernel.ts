@@ -5,11 +5,14 @@ import { ToolError } from '../../src/errors.ts';
 import type { Change, Effects, SurveyEffects } from '../../src/lifecycle.ts';
 import type { NetworkDefinition } from '../../src/network-definition.ts';
 import type { DomainRecord, LoadedDefinitions } from '../../src/store.ts';
+import type { HostAddress } from '../../src/host-address.ts';
 import type { Link, Observed, Step } from '../../src/plan.ts';
 import type { Users } from '../../src/users.ts';
 
 export class FakeHost {
   links = new Map<string, Link>();
+  /** The host's addresses (an underlay gets one): what a definition without --local sends from. */
+  addresses: HostAddress[] = [];
   fdb = new Map<string, string[]>();
   users = new Map<string, Users>();
   domains = new Map<string, DomainRecord>();
@@ -33,8 +36,9 @@ export class FakeHost {
   beforeApply: ((steps: readonly Step[]) => void) | undefined;
   failOn: ((step: Step) => string | undefined) | undefined;
 
-  addUnderlay(name: string, mtu = 1500): this {
+  addUnderlay(name: string, mtu = 1500, address = '192.168.8.100'): this {
     this.links.set(name, { name, kind: 'veth', group: 0, mtu, up: true });
+    this.addresses.push({ dev: name, address, scope: 'global' });
     return this;
   }
 
@@ -102,10 +106,13 @@ export class FakeHost {
       observe: async (query): Promise<Observed> => {
         this.queried.push([...query.devices]);
         const wanted = [...this.links].filter(([name, l]) => query.devices.includes(name) || (l.master !== undefined && (query.portsOf ?? []).includes(l.master)));
-        return {
+        const observed: Observed = {
           links: new Map(wanted.map(([k, v]) => [k, structuredClone(v)])),
           floodDsts: new Map([...this.fdb].filter(([k]) => (query.fdbDevices ?? []).includes(k) && this.links.has(k)).map(([k, v]) => [k, [...v]])),
         };
+        // Like `ip addr show to 0.0.0.0/0` (`::/0`): the addresses of that family only.
+        if (query.addresses !== undefined) observed.addresses = this.addresses.filter((a) => a.address.includes(':') === (query.addresses === 6)).map((a) => ({ ...a }));
+        return observed;
       },
       apply: async (steps) => this.apply(steps),
       observeAll: async (fdbDevices) => {
@@ -113,6 +120,7 @@ export class FakeHost {
         return {
           links: new Map([...this.links].map(([k, v]) => [k, structuredClone(v)])),
           floodDsts: new Map([...this.fdb].filter(([k]) => fdbDevices.includes(k) && this.links.has(k)).map(([k, v]) => [k, [...v]])),
+          addresses: this.addresses.map((a) => ({ ...a })),
         };
       },
       readSysctl: (name) => {

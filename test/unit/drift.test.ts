@@ -2,14 +2,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { networkDrift, orphanPairs, ownedVni, unrecordedGuests } from '../../src/drift.ts';
 import { validateDefinition } from '../../src/network-definition.ts';
+import { resolveForHost } from '../../src/host-address.ts';
 import { desiredVxlan, ownerGroup, type Link, type Observed } from '../../src/plan.ts';
 
 const tut = validateDefinition({ name: 'tut', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] });
 const underlay: Link = { name: 'ens47f1', kind: 'veth', group: 0, mtu: 1500, up: true };
+/** This host's address on the underlay: the definition has no --local, the device sends from it. */
+const addresses = [{ dev: 'ens47f1', address: '192.168.8.100', scope: 'global' }];
 const G = ownerGroup(42);
 const bridge = (extra: Partial<Link> = {}): Link => ({ name: 'vxbr42', kind: 'bridge', group: G, mtu: 1450, up: true, alias: 'vxvirt:tut', ...extra });
-const vxlan = (extra: Partial<Link> = {}): Link => ({ name: 'vxlan42', kind: 'vxlan', group: G, mtu: 1450, up: true, master: 'vxbr42', alias: 'vxvirt:tut', vxlan: desiredVxlan(tut), ...extra });
-const observed = (...links: Link[]): Observed => ({ links: new Map([underlay, ...links].map((l) => [l.name, l])), floodDsts: new Map() });
+const vxlan = (extra: Partial<Link> = {}): Link => ({ name: 'vxlan42', kind: 'vxlan', group: G, mtu: 1450, up: true, master: 'vxbr42', alias: 'vxvirt:tut', vxlan: desiredVxlan(resolveForHost(tut, addresses)), ...extra });
+const observed = (...links: Link[]): Observed => ({ links: new Map([underlay, ...links].map((l) => [l.name, l])), floodDsts: new Map(), addresses });
 const used = { 'uuid-a': { name: 'a', since: '2026-01-01T00:00:00Z' } };
 
 test('in sync: no drift, with or without users', () => {
@@ -31,7 +34,7 @@ test('each difference from the definition, per device', () => {
     ['device', 'vxbr42: down -> up'],
     ['device', 'vxlan42: mtu 1400 -> 1450, not a port of any bridge -> port of vxbr42, alias (none) -> vxvirt:tut'],
   ]);
-  const other = networkDrift(tut, used, observed(bridge(), vxlan({ vxlan: { ...desiredVxlan(tut), port: 8472, learning: false } })));
+  const other = networkDrift(tut, used, observed(bridge(), vxlan({ vxlan: { ...desiredVxlan(resolveForHost(tut, addresses)), port: 8472, learning: false } })));
   assert.equal(other.map((x) => x.detail), ['vxlan42: port 8472 -> 4789, learning false -> true (replaced)']);
   const wrongKind = networkDrift(tut, used, observed(bridge(), { name: 'vxlan42', kind: 'veth', group: G, mtu: 1450, up: true }));
   assert.equal(wrongKind.map((x) => x.detail), ['vxlan42: a veth, not a vxlan -> replaced']);

@@ -20,6 +20,7 @@ const underlay: Link = { name: 'ens47f1', kind: 'veth', group: 0, mtu: 1500, up:
 const observed = (...links: Link[]): Observed => ({
   links: new Map([underlay, ...links].map((l) => [l.name, l])),
   floodDsts: new Map(),
+  addresses: [{ dev: 'ens47f1', address: '192.168.8.100', scope: 'global' }],
 });
 const G = ownerGroup(42);
 const goodBridge = (): Link => ({ name: 'vxbr42', kind: 'bridge', group: G, mtu: 1450, up: true, alias: 'vxvirt:tut' });
@@ -48,11 +49,11 @@ test('from nothing: the whole pair as one ip batch, in a safe order', () => {
   assert.equal(renderBridgeBatch(steps), []);
 });
 
-test('multicast, ttl and no learning reach the vxlan line', () => {
+test('multicast, ttl and no learning reach the vxlan line; without --local, the underlay\'s address is the source', () => {
   const steps = planEnsure(def({ remotes: undefined, local: undefined, group: '239.1.1.1', ttl: 5, learning: false, dstport: 8472 }), observed());
   assert.is(
     renderIpBatch(steps)[1],
-    `link add vxlan42 group ${G} mtu 1450 type vxlan id 42 dstport 8472 group 239.1.1.1 dev ens47f1 ttl 5 nolearning`,
+    `link add vxlan42 group ${G} mtu 1450 type vxlan id 42 dstport 8472 local 192.168.8.100 group 239.1.1.1 dev ens47f1 ttl 5 nolearning`,
   );
 });
 

@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { validateDefinition, type NetworkDefinition } from '../../src/network-definition.ts';
+import { resolveForHost } from '../../src/host-address.ts';
 import { desiredVxlan, ownerGroup, type Link } from '../../src/plan.ts';
 import { activeDomainFacts, libvirtNetworkDrift, planLibvirtNetworks, planReconcile, type ActiveDomainFacts, type LibvirtNetworkView, type ReconcileFacts } from '../../src/reconcile.ts';
 import type { RecordedDomain } from '../../src/store.ts';
@@ -21,6 +22,8 @@ const A = '00000000-0000-4000-8000-00000000000a';
 const B = '00000000-0000-4000-8000-00000000000b';
 
 const underlay: Link = { name: 'ens47f1', kind: 'veth', group: 0, mtu: 1500, up: true };
+/** This host's address on the underlay: definitions without --local send from it. */
+const addresses = [{ dev: 'ens47f1', address: '192.168.8.100', scope: 'global' }];
 
 /** The pair vxvirt makes for `def`, as the kernel reports it; `change` edits it. */
 function pair(def: NetworkDefinition, change: { bridge?: Partial<Link>; vxlan?: Partial<Link> | null } = {}): Link[] {
@@ -28,7 +31,7 @@ function pair(def: NetworkDefinition, change: { bridge?: Partial<Link>; vxlan?: 
   const g = ownerGroup(def.vni);
   const links: Link[] = [{ name: `vxbr${def.vni}`, kind: 'bridge', group: g, mtu: 1450, up: true, alias, ...change.bridge }];
   if (change.vxlan !== null) {
-    links.push({ name: `vxlan${def.vni}`, kind: 'vxlan', group: g, mtu: 1450, up: true, master: `vxbr${def.vni}`, alias, vxlan: desiredVxlan(def), ...change.vxlan });
+    links.push({ name: `vxlan${def.vni}`, kind: 'vxlan', group: g, mtu: 1450, up: true, master: `vxbr${def.vni}`, alias, vxlan: desiredVxlan(resolveForHost(def, addresses)), ...change.vxlan });
   }
   return links;
 }
@@ -61,6 +64,7 @@ function facts(g: Given): ReconcileFacts {
     observed: {
       links: new Map([underlay, ...(g.links ?? [])].map((l) => [l.name, l])),
       floodDsts: new Map(Object.entries(g.fdb ?? { vxlan44: ['192.168.8.101', '192.168.8.102'] })),
+      addresses,
     },
     libvirt: g.libvirt ? { reachable: true, asOf: new Date(g.asOf ?? NOW.toISOString()), domains: g.libvirt } : { reachable: false, reason: 'test' },
     now: NOW,
@@ -116,7 +120,7 @@ const rows: Row[] = [
   },
   {
     name: 'vxlan re-pointed elsewhere: replaced, naming the attribute',
-    given: { users: usedTut, domains: [record(A, 'a', tut)], links: [...pair(tut, { vxlan: { vxlan: { ...desiredVxlan(tut), remote: '192.168.8.199' } } }), tap('vnet0', 'vxbr42')] },
+    given: { users: usedTut, domains: [record(A, 'a', tut)], links: [...pair(tut, { vxlan: { vxlan: { ...desiredVxlan(resolveForHost(tut, addresses)), remote: '192.168.8.199' } } }), tap('vnet0', 'vxbr42')] },
     lines: ['repaired vxlan42 (network tut): remote 192.168.8.199 -> 192.168.8.101 (replaced)'],
   },
   {
