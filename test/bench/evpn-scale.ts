@@ -23,10 +23,11 @@
 //   stand-in guest sends one ARP request and its MAC arrives everywhere as an
 //   extern_learn entry; then h1 stops the guest (t0 = the tap's removal
 //   before release) and both entries are reported gone everywhere.
-// Head-end (network `uc`, VNI 101, `--remote` all hosts): every host runs a
-// guest, each vxlan101 floods to the N-1 others; then a host is added to the
-// peer list by `vxvirt set-peers` on every host, one after the other (a fleet
-// tool's loop) and all at once, until every host floods to it; and removed.
+// Head-end (network `uc`, VNI 101, `--remote` every host, in the same file):
+// every host runs a guest, each vxlan101 floods to the N-1 others; then a
+// peer is added to the file and `vxvirt apply` runs on every host, one after
+// the other (a fleet tool's loop) and all at once, until every host floods
+// to it; and the old file again.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -267,7 +268,7 @@ interface Figures {
   headSeq: number[];
   headPar: number[];
   headSeqRemove: number[];
-  setPeersEach: number[];
+  applyEach: number[];
 }
 
 async function measure(n: number): Promise<Figures> {
@@ -284,12 +285,12 @@ async function measure(n: number): Promise<Figures> {
     const sessionsUp = await bench.setup();
     note(`${n} hosts: FRR up, ${n} sessions to the route reflector in ${(sessionsUp / 1000).toFixed(1)} s`);
 
-    // ---- definitions: the same file on every host (EVPN); unicast peers per host
-    const file = join(bench.dir, 'networks.json');
-    await defineEverywhere(bench, file);
-    const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headSeqRemove: [], setPeersEach: [] };
+    // ---- definitions: the same file on every host
+    const files = await makeFiles(bench);
+    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
+    const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headSeqRemove: [], applyEach: [] };
     if (PARTS.includes('evpn')) await evpnPart(bench, f);
-    if (PARTS.includes('headend')) await headEndPart(bench, f);
+    if (PARTS.includes('headend')) await headEndPart(bench, f, files);
     return f;
   } finally {
     cleanup();
@@ -361,58 +362,61 @@ async function evpnPart(bench: Bench, f: Figures): Promise<void> {
   for (const h of others) h.stopMonitor();
 }
 
-async function headEndPart(bench: Bench, f: Figures): Promise<void> {
+async function headEndPart(bench: Bench, f: Figures, files: Files): Promise<void> {
   const n = bench.n;
   let t = 0;
-  // ---- head-end: every host runs a guest on uc, then a peer is added everywhere
+  // Every host runs a guest on uc: each vxlan101 floods to the n-1 others.
   await Promise.all(bench.hosts.map((h) => h.startGuest(101)));
   await waitFor(`every host to flood VNI 101 to the ${n - 1} others`, async () => (await Promise.all(bench.hosts.map((h) => h.floodDsts(101)))).every((d) => d.length === n - 1), { timeoutMs: 60_000 });
-  const peersOf = (h: SimHost, extra: string[]) => [...bench.hosts.filter((o) => o !== h).map((o) => o.ip), ...extra].flatMap((p) => ['--remote', p]);
   const hasAbsent = async (want: boolean) => (await Promise.all(bench.hosts.map((h) => h.floodDsts(101)))).every((d) => d.includes(ABSENT) === want);
   for (let round = 0; round < ROUNDS; round++) {
-    // One after the other, as a fleet tool's loop over the hosts.
+    // The file gains a peer; `vxvirt apply` on each host, one after the other (a fleet tool's loop).
     t = performance.now();
     for (const h of bench.hosts) {
       const ts = performance.now();
-      await h.vxvirt('set-peers', 'uc', ...peersOf(h, [ABSENT]));
-      f.setPeersEach.push(performance.now() - ts);
+      await h.vxvirt('apply', files.withPeer);
+      f.applyEach.push(performance.now() - ts);
     }
-    if (!(await hasAbsent(true))) throw new Error('set-peers on every host: not every host floods to the added peer');
+    if (!(await hasAbsent(true))) throw new Error('apply on every host: not every host floods to the added peer');
     f.headSeq.push(performance.now() - t);
     t = performance.now();
-    for (const h of bench.hosts) await h.vxvirt('set-peers', 'uc', ...peersOf(h, []));
-    if (!(await hasAbsent(false))) throw new Error('set-peers on every host: a host still floods to the removed peer');
+    for (const h of bench.hosts) await h.vxvirt('apply', files.base);
+    if (!(await hasAbsent(false))) throw new Error('apply on every host: a host still floods to the removed peer');
     f.headSeqRemove.push(performance.now() - t);
-    // All at once.
+    // The same, on all hosts at once.
     t = performance.now();
-    await Promise.all(bench.hosts.map((h) => h.vxvirt('set-peers', 'uc', ...peersOf(h, [ABSENT]))));
-    if (!(await hasAbsent(true))) throw new Error('set-peers on every host at once: not every host floods to the added peer');
+    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.withPeer)));
+    if (!(await hasAbsent(true))) throw new Error('apply on every host at once: not every host floods to the added peer');
     f.headPar.push(performance.now() - t);
-    await Promise.all(bench.hosts.map((h) => h.vxvirt('set-peers', 'uc', ...peersOf(h, []))));
-    note(`round ${round + 1}: peer added on ${n} hosts one after the other ${f.headSeq.at(-1)!.toFixed(0)} ms, all at once ${f.headPar.at(-1)!.toFixed(0)} ms`);
+    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
+    note(`round ${round + 1}: a peer added on ${n} hosts one after the other ${f.headSeq.at(-1)!.toFixed(0)} ms, all at once ${f.headPar.at(-1)!.toFixed(0)} ms`);
   }
 }
 
-/** The EVPN network from one file applied on every host; the unicast network defined per host with its own peers. */
-async function defineEverywhere(bench: Bench, file: string): Promise<void> {
+interface Files {
+  /** ev (VNI 42, --evpn) and uc (VNI 101, --remote every host), no --local: the same on every host. */
+  base: string;
+  /** The same with one more peer in uc. */
+  withPeer: string;
+}
+
+/** The files a fleet tool hands every host: what `list-networks --json` prints for definitions made once, elsewhere (a scratch config dir). */
+async function makeFiles(bench: Bench): Promise<Files> {
   const [h1] = bench.hosts as [SimHost];
-  const uc = (h: SimHost) => h.vxvirt('define-network', 'uc', '--vni', '101', '--dev', DEV, '--local', h.ip, '--no-libvirt', ...bench.hosts.filter((o) => o !== h).flatMap((o) => ['--remote', o.ip]));
-  if (!PARTS.includes('evpn')) {
-    await Promise.all(bench.hosts.map(uc));
-    return;
-  }
-  // The file is what `list-networks --json` prints for a definition made once, elsewhere.
   const scratch = { ...h1.env, VXVIRT_CONFIG_DIR: join(bench.dir, 'scratch-etc') };
-  const mk = await run(['ip', 'netns', 'exec', h1.ns, process.execPath, join(repo, 'dist', 'cli.js'), 'define-network', 'ev', '--vni', '42', '--dev', DEV, '--evpn', '--no-libvirt'], { env: scratch });
-  if (mk.code !== 0) throw new Error(`define-network ev --evpn: ${mk.stderr}`);
-  const list = await run(['ip', 'netns', 'exec', h1.ns, process.execPath, join(repo, 'dist', 'cli.js'), 'list-networks', '--json'], { env: scratch, check: true });
-  writeFileSync(file, list.stdout);
-  await Promise.all(
-    bench.hosts.map(async (h) => {
-      await h.vxvirt('apply', file);
-      await uc(h);
-    }),
-  );
+  const cli = async (...args: string[]) => {
+    const r = await run(['ip', 'netns', 'exec', h1.ns, process.execPath, join(repo, 'dist', 'cli.js'), ...args], { env: scratch });
+    if (r.code !== 0) throw new Error(`vxvirt ${args.join(' ')} (scratch): ${r.stderr}`);
+    return r.stdout;
+  };
+  const all = bench.hosts.flatMap((h) => ['--remote', h.ip]);
+  if (PARTS.includes('evpn')) await cli('define-network', 'ev', '--vni', '42', '--dev', DEV, '--evpn', '--no-libvirt');
+  await cli('define-network', 'uc', '--vni', '101', '--dev', DEV, '--no-libvirt', ...all);
+  const files = { base: join(bench.dir, 'networks.json'), withPeer: join(bench.dir, 'networks-with-peer.json') };
+  writeFileSync(files.base, await cli('list-networks', '--json'));
+  await cli('set-peers', 'uc', ...all, '--remote', ABSENT);
+  writeFileSync(files.withPeer, await cli('list-networks', '--json'));
+  return files;
 }
 
 // ---------------------------------------------------------------------------
@@ -420,7 +424,7 @@ async function defineEverywhere(bench: Bench, file: string): Promise<void> {
 const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '-');
 const med = (a: number[]) => fmt(median(a));
 const p95 = (a: number[]) => fmt(quantile(a, 0.95));
-const mib = (kib: number) => (kib / 1024).toFixed(1);
+const mib = (kib: number) => (Number.isFinite(kib) ? (kib / 1024).toFixed(1) : '-');
 
 if (process.getuid?.() !== 0) throw new Error('the EVPN scale benchmark must run as root');
 const missing = frrMissing();
@@ -444,10 +448,10 @@ for (const f of results) {
   row('EVPN: release hook of the last guest (deletes the pair)', f.releaseMs);
   row('EVPN: guest stops (tap gone, release) → flood entry gone on every other host', f.withdrawAll);
   row('EVPN: guest stops → its MAC gone on every other host', f.macGoneAll);
-  row(`head-end: set-peers on one host (${f.hosts} peers)`, f.setPeersEach);
-  row(`head-end: a peer added by set-peers on ${f.hosts} hosts one after the other → every host floods to it`, f.headSeq);
+  row(`head-end: vxvirt apply of a file with one more peer, on one host (${f.hosts} peers, in use)`, f.applyEach);
+  row(`head-end: a peer added: the file applied on ${f.hosts} hosts one after the other → every host floods to it`, f.headSeq);
   row(`head-end: the same peer removed, one host after the other`, f.headSeqRemove);
-  row(`head-end: a peer added by set-peers on ${f.hosts} hosts at once`, f.headPar);
+  row(`head-end: a peer added: the file applied on ${f.hosts} hosts at once`, f.headPar);
 }
 out();
 out('| hosts | memory per host (RSS) | median MiB | max MiB |');
