@@ -3,7 +3,7 @@
 // The plan is planEnsure's: a network's devices have drifted exactly when
 // planEnsure has steps for them, so status and the hook never disagree.
 import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
-import { isOwned, ownerGroup, planEnsure, type Link, type Observed, type Step, type VxlanAttrs } from './plan.ts';
+import { isOwned, NEIGH_SYSCTLS, ownerGroup, planEnsure, type Link, type Observed, type Step, type VxlanAttrs } from './plan.ts';
 import { hasUsers, userNames, type Users } from './users.ts';
 
 /** One device's difference from the definition, as "was -> will be". */
@@ -69,6 +69,22 @@ export function describeSteps(steps: readonly Step[], observed: Observed): Devic
       case 'up': {
         const e = entry(s.name);
         if (!e.created) e.changes.push('down -> up');
+        break;
+      }
+      case 'set-port': {
+        const e = entry(s.name);
+        if (e.created) break;
+        const have = observed.links.get(s.name)?.bridgePort;
+        const onOff = (b: boolean | undefined): string => (b === undefined ? '?' : b ? 'on' : 'off');
+        if (have?.learning !== s.port.learning) e.changes.push(`port learning ${onOff(have?.learning)} -> ${onOff(s.port.learning)}`);
+        if (have?.neighSuppress !== s.port.neighSuppress) e.changes.push(`neigh_suppress ${onOff(have?.neighSuppress)} -> ${onOff(s.port.neighSuppress)}`);
+        break;
+      }
+      case 'sysctl': {
+        const e = entry(s.device);
+        if (e.created) break;
+        const name = NEIGH_SYSCTLS[s.key](s.device);
+        e.changes.push(`${name} ${shown(observed.links.get(s.device)?.neigh?.[s.key])} -> ${s.value}`);
         break;
       }
       case 'flood-add': {

@@ -14,7 +14,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { crashPoint } from './crash-point.ts';
 import { ToolError } from './errors.ts';
 import type { HostAddress } from './host-address.ts';
-import { renderBridgeBatch, renderIpBatch, type Link, type Observed, type Step } from './plan.ts';
+import { NEIGH_SYSCTLS, renderBridgeBatch, renderIpBatch, type Link, type NeighSettings, type Observed, type Step } from './plan.ts';
+import { readSysctl, writeSysctl } from './sysctl.ts';
 
 interface IpLinkJson {
   ifname: string;
@@ -26,6 +27,8 @@ interface IpLinkJson {
   linkinfo?: {
     info_kind?: string;
     info_data?: Record<string, unknown>;
+    info_slave_kind?: string;
+    info_slave_data?: { learning?: unknown; neigh_suppress?: unknown };
   };
 }
 
@@ -42,6 +45,8 @@ function parseLinks(json: string): Map<string, Link> {
     };
     if (l.master) link.master = l.master;
     if (l.ifalias) link.alias = l.ifalias;
+    const port = l.linkinfo?.info_slave_kind === 'bridge' ? l.linkinfo.info_slave_data : undefined;
+    if (port) link.bridgePort = { learning: port.learning !== false, neighSuppress: port.neigh_suppress === true };
     const d = l.linkinfo?.info_data;
     if (link.kind === 'vxlan' && d) {
       const str = (...keys: string[]): string | undefined => {
@@ -92,6 +97,23 @@ function parseAddresses(json: string): Array<HostAddress & { tentative: boolean 
 function parseFloodDsts(json: string): string[] {
   const entries = JSON.parse(json || '[]') as Array<{ mac?: string; dst?: string }>;
   return entries.filter((e) => e.mac === '00:00:00:00:00:00' && e.dst).map((e) => e.dst as string);
+}
+
+/**
+ * Add each bridge's neighbour settings (EVPN's arp_accept) from /proc/sys,
+ * which shows those of this process's network namespace. Two small reads per
+ * bridge, only of bridges vxvirt named (vxbrN).
+ */
+function readNeighSettings(links: Map<string, Link>): void {
+  for (const link of links.values()) {
+    if (link.kind !== 'bridge' || !/^vxbr\d+$/.test(link.name)) continue;
+    const neigh: NeighSettings = {};
+    for (const key of Object.keys(NEIGH_SYSCTLS) as Array<keyof NeighSettings>) {
+      const value = readSysctl(NEIGH_SYSCTLS[key](link.name));
+      if (value !== undefined) neigh[key] = value;
+    }
+    link.neigh = neigh;
+  }
 }
 
 interface Output {
@@ -315,6 +337,7 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
   // `link show master X` makes ip exit when X does not exist: ask only for bridges that do.
   const bridges = (query.portsOf ?? []).filter((b) => links.get(b)?.kind === 'bridge');
   if (bridges.length > 0) await read(bridges.map((b) => `link show master ${b}`));
+  readNeighSettings(links);
   const floodDsts = new Map<string, string[]>();
   for (const dev of query.fdbDevices ?? []) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
@@ -335,6 +358,7 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
 /** Read every device of the host (for commands that survey everything, never the hook). */
 export async function observeAll(fdbDevices: readonly string[] = []): Promise<Observed> {
   const links = parseLinks(await run('ip', ['-d', '-j', 'link', 'show']));
+  readNeighSettings(links);
   const floodDsts = new Map<string, string[]>();
   for (const dev of fdbDevices) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
@@ -358,6 +382,11 @@ export async function apply(steps: readonly Step[]): Promise<void> {
     // ip caches name -> ifindex for the life of the process: after a delete,
     // a re-created device of the same name would be looked up by its old index.
     if (steps.some((s) => s.op === 'delete' || s.op === 'delete-group')) endSession();
+  }
+  for (const s of steps) {
+    if (s.op !== 'sysctl') continue;
+    const name = NEIGH_SYSCTLS[s.key](s.device);
+    if (!writeSysctl(name, s.value) && !s.optional) throw new ToolError(`cannot set ${name} to ${s.value} (is /proc/sys mounted, and are we root?)`);
   }
   const fdbLines = renderBridgeBatch(steps);
   if (fdbLines.length > 0) {

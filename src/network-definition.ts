@@ -24,6 +24,13 @@ export interface NetworkDefinition {
   ttl?: number;
   learning: boolean;
   /**
+   * BGP EVPN flooding: FRR (zebra + bgpd) installs the flood entries of the
+   * other VTEPs and the MACs of their guests; the vxlan has no remote, no
+   * group, never learns, and its bridge port answers ARP/ND locally
+   * (neigh_suppress). Stored only when true, so other definitions keep their form.
+   */
+  evpn?: boolean;
+  /**
    * Whether vxvirt keeps a libvirt network NAME for it (define-network, false
    * with --no-libvirt): `vxvirt reconcile` makes a missing one. Absent in
    * definitions written before this was recorded: then reconcile makes none.
@@ -38,7 +45,7 @@ export interface NetworkDefinition {
   ownRemotes?: string[];
 }
 
-export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast';
+export type FloodingMode = 'point-to-point' | 'unicast' | 'multicast' | 'evpn';
 
 /** How a definition (a file, `--local`) says "this host's own address on the underlay". */
 export const AUTO_LOCAL = 'auto';
@@ -65,7 +72,8 @@ export const sameNetwork = (a: Pick<NetworkDefinition, 'name' | 'vni'>, b: Pick<
   a.name === b.name && a.vni === b.vni;
 export const vxlanName = (vni: number): string => `vxlan${vni}`;
 
-export function floodingMode(def: Pick<NetworkDefinition, 'remotes' | 'group' | 'ownRemotes'>): FloodingMode {
+export function floodingMode(def: Pick<NetworkDefinition, 'remotes' | 'group' | 'ownRemotes' | 'evpn'>): FloodingMode {
+  if (def.evpn === true) return 'evpn';
   if (def.group) return 'multicast';
   return def.remotes.length + (def.ownRemotes?.length ?? 0) > 1 ? 'unicast' : 'point-to-point';
 }
@@ -156,6 +164,7 @@ export interface DefinitionInput {
   mtu?: unknown;
   ttl?: unknown;
   learning?: unknown;
+  evpn?: unknown;
   libvirt?: unknown;
 }
 
@@ -192,12 +201,21 @@ export function validateDefinition(input: DefinitionInput): NetworkDefinition {
     group = address('group', input.group);
     if (!isMulticast(group)) fail('group', group, 'must be a multicast address (224.0.0.0/4 or ff00::/8)');
   }
+  if (input.evpn !== undefined && typeof input.evpn !== 'boolean') fail('evpn', input.evpn, 'must be true or false');
+  const evpn = input.evpn === true;
+  if (evpn) {
+    // The other VTEPs are announced by BGP: a list here would be a second, stale source.
+    const why = 'cannot be combined with --evpn: the peers of an EVPN network come from BGP (FRR), not from vxvirt';
+    if (remotes.length > 0) fail('remote', remotes.join(','), why);
+    if (group !== undefined) fail('group', group, why);
+    if (input.learning === true) fail('learning', true, 'an EVPN network never learns MACs from received packets (FRR installs the remote ones): leave --learning out');
+  }
   if (group !== undefined && remotes.length > 0) {
     fail('group', group, 'cannot be combined with --remote: choose one flooding mode');
   }
-  if (group === undefined && remotes.length === 0) {
+  if (!evpn && group === undefined && remotes.length === 0) {
     throw new DefinitionError(
-      'no flooding mode: give one --remote (point-to-point), several --remote (unicast peers) or --group (multicast)',
+      'no flooding mode: give one --remote (point-to-point), several --remote (unicast peers), --group (multicast) or --evpn (BGP EVPN through FRR)',
     );
   }
 
@@ -219,12 +237,13 @@ export function validateDefinition(input: DefinitionInput): NetworkDefinition {
   if (input.learning !== undefined && typeof input.learning !== 'boolean') {
     fail('learning', input.learning, 'must be true or false');
   }
-  const learning = input.learning ?? true;
+  const learning = evpn ? false : (input.learning ?? true);
   if (input.libvirt !== undefined && typeof input.libvirt !== 'boolean') {
     fail('libvirt', input.libvirt, 'must be true or false');
   }
 
   const def: NetworkDefinition = { name, vni, dev, remotes, dstport, learning };
+  if (evpn) def.evpn = true;
   if (local !== undefined) def.local = local;
   if (group !== undefined) def.group = group;
   if (mtu !== undefined) def.mtu = mtu;

@@ -21,7 +21,33 @@ export interface Link {
   master?: string;
   alias?: string;
   vxlan?: VxlanAttrs;
+  /** Its settings as a port of a bridge (only when it is one). */
+  bridgePort?: BridgePortAttrs;
+  /** A bridge's neighbour settings from /proc/sys (absent: not read, or this kernel has none). */
+  neigh?: NeighSettings;
 }
+
+/** The bridge port flags an EVPN vxlan needs (`bridge link set … learning off neigh_suppress on`). */
+export interface BridgePortAttrs {
+  learning: boolean;
+  neighSuppress: boolean;
+}
+
+/**
+ * A bridge's ARP/ND settings: with arp_accept (and IPv6's accept_untracked_na,
+ * kernel 5.18+) the host records the IP<->MAC pairs guests announce, which
+ * zebra reads and advertises, so neigh_suppress can answer ARP locally.
+ */
+export interface NeighSettings {
+  arpAccept?: number;
+  acceptUntrackedNa?: number;
+}
+
+/** The sysctl that holds each NeighSettings key, for bridge `dev`. */
+export const NEIGH_SYSCTLS = {
+  arpAccept: (dev: string): string => `net.ipv4.conf.${dev}.arp_accept`,
+  acceptUntrackedNa: (dev: string): string => `net.ipv6.conf.${dev}.accept_untracked_na`,
+} as const;
 
 export interface VxlanAttrs {
   id: number;
@@ -56,6 +82,9 @@ export type Step =
   | { op: 'set-master'; name: string; master: string }
   | { op: 'prepare-port'; name: string; alias: string } // alias + no IPv6 address on the host side
   | { op: 'up'; name: string }
+  | { op: 'set-port'; name: string; port: BridgePortAttrs }
+  /** A kernel setting of a device; `optional`: skipped where this kernel does not have it. */
+  | { op: 'sysctl'; device: string; key: keyof NeighSettings; value: number; optional: boolean }
   | { op: 'flood-add'; dev: string; dst: string }
   | { op: 'flood-del'; dev: string; dst: string };
 
@@ -84,6 +113,7 @@ export function desiredVxlan(def: NetworkDefinition): VxlanAttrs {
     learning: def.learning,
   };
   if (def.local) attrs.local = def.local;
+  if (mode === 'evpn') attrs.learning = false;
   if (mode === 'point-to-point') attrs.remote = def.remotes[0];
   if (mode === 'multicast') attrs.group = def.group;
   return attrs;
@@ -149,7 +179,9 @@ export function planEnsure(def: NetworkDefinition, observed: Observed): Step[] {
     steps.push({ op: 'set-mtu', name: vx, mtu });
   }
 
-  if (vxlanIsNew || vxlan?.master !== br) steps.push({ op: 'set-master', name: vx, master: br });
+  const attached = vxlanIsNew || vxlan?.master !== br;
+  if (attached) steps.push({ op: 'set-master', name: vx, master: br });
+  if (floodingMode(def) === 'evpn') steps.push(...evpnSteps(br, vx, bridgeIsNew ? undefined : bridge, attached ? undefined : vxlan));
   if (bridgeIsNew || bridge?.alias !== ownerAlias(def)) steps.push({ op: 'prepare-port', name: br, alias: ownerAlias(def) });
   if (vxlanIsNew || vxlan?.alias !== ownerAlias(def)) steps.push({ op: 'prepare-port', name: vx, alias: ownerAlias(def) });
   if (vxlanIsNew || !vxlan?.up) steps.push({ op: 'up', name: vx });
@@ -163,6 +195,29 @@ export function planEnsure(def: NetworkDefinition, observed: Observed): Step[] {
 
   // Replaced devices go first, so their names are free for the new ones.
   return [...deletes, ...steps];
+}
+
+/** What EVPN asks of the vxlan as a bridge port. */
+export const EVPN_PORT: BridgePortAttrs = { learning: false, neighSuppress: true };
+
+/**
+ * An EVPN pair's extras: the vxlan port learns nothing and suppresses ARP/ND
+ * (zebra answers from the MACs and IPs BGP brought), and the bridge accepts
+ * the ARP/NA guests announce themselves with, so zebra learns their IPs.
+ * `bridge`/`vxlan` are the devices as they are, undefined when just made.
+ */
+function evpnSteps(br: string, vx: string, bridge: Link | undefined, vxlan: Link | undefined): Step[] {
+  const steps: Step[] = [];
+  const port = vxlan?.bridgePort;
+  if (!port || port.learning !== EVPN_PORT.learning || port.neighSuppress !== EVPN_PORT.neighSuppress) {
+    steps.push({ op: 'set-port', name: vx, port: EVPN_PORT });
+  }
+  // arp_accept exists on every kernel vxvirt runs on; accept_untracked_na only
+  // from 5.18: an existing bridge without it is left as it is.
+  if (!bridge || bridge.neigh?.arpAccept !== 1) steps.push({ op: 'sysctl', device: br, key: 'arpAccept', value: 1, optional: false });
+  const na = bridge?.neigh?.acceptUntrackedNa;
+  if (!bridge || (na !== undefined && na !== 1)) steps.push({ op: 'sysctl', device: br, key: 'acceptUntrackedNa', value: 1, optional: true });
+  return steps;
 }
 
 export interface TeardownPlan {
@@ -239,6 +294,10 @@ export function renderIpBatch(steps: readonly Step[]): string[] {
       case 'up':
         lines.push(`link set dev ${s.name} up`);
         break;
+      case 'set-port':
+        lines.push(`link set dev ${s.name} type bridge_slave learning ${s.port.learning ? 'on' : 'off'} neigh_suppress ${s.port.neighSuppress ? 'on' : 'off'}`);
+        break;
+      case 'sysctl':
       case 'flood-add':
       case 'flood-del':
         break;

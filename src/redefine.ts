@@ -44,7 +44,9 @@ const peers = (def: NetworkDefinition): string => def.remotes.join(',');
 const FIXED = 'fixed when the kernel creates the vxlan device';
 
 const modeWhy = (from: string, to: string): string =>
-  from === 'multicast' || to === 'multicast'
+  from === 'evpn' || to === 'evpn'
+    ? 'an EVPN vxlan has no remote or group, never learns, and its bridge port suppresses ARP: it is made so when created'
+    : from === 'multicast' || to === 'multicast'
     ? 'the kernel sets a vxlan device\'s multicast group only when it creates it'
     : 'one --remote is an attribute of the vxlan device, several are entries of its forwarding table';
 
@@ -74,8 +76,9 @@ export function planRedefine(old: NetworkDefinition, next: NetworkDefinition): R
   fixed('--local', old.local, next.local);
 
   const [oldMode, newMode] = [floodingMode(old), floodingMode(next)];
+  const peersShown = (def: NetworkDefinition): string => (def.evpn ? 'BGP' : (def.group ?? peers(def)));
   if (oldMode !== newMode) {
-    refuse('flooding mode', `${oldMode} (${old.group ?? peers(old)})`, `${newMode} (${next.group ?? peers(next)})`, modeWhy(oldMode, newMode));
+    refuse('flooding mode', `${oldMode} (${peersShown(old)})`, `${newMode} (${peersShown(next)})`, modeWhy(oldMode, newMode));
   } else if (newMode === 'multicast') {
     fixed('--group', old.group, next.group);
   } else if (newMode === 'point-to-point') {
@@ -90,7 +93,8 @@ export function planRedefine(old: NetworkDefinition, next: NetworkDefinition): R
   if (old.mtu !== next.mtu) plan.changes.push({ what: '--mtu', from: old.mtu === undefined ? 'auto' : String(old.mtu), to: next.mtu === undefined ? 'auto' : String(next.mtu) });
   fixed('--ttl', old.ttl, next.ttl);
   const onOff = (b: boolean): string => (b ? 'on' : 'off');
-  fixed('--learning', onOff(old.learning), onOff(next.learning));
+  // EVPN implies no learning: its mode change says it already.
+  if (oldMode !== 'evpn' && newMode !== 'evpn') fixed('--learning', onOff(old.learning), onOff(next.learning));
   return plan;
 }
 

@@ -1,7 +1,7 @@
-// Reads a kernel setting from /proc/sys. The net.* settings shown there are
+// Reads and writes kernel settings in /proc/sys. The net.* settings shown there are
 // those of the reading process's network namespace, which is the host's for
 // the hook and the CLI (and the test's private one in the integration tests).
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { sysctlPath } from './host-limits.ts';
 
 /** A numeric sysctl's value, or undefined when it cannot be read (absent, not numeric, no permission). */
@@ -11,5 +11,15 @@ export function readSysctl(name: string): number | undefined {
     return Number.isFinite(value) ? value : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Set a sysctl of this network namespace; false when it cannot be written (absent on this kernel, no permission). */
+export function writeSysctl(name: string, value: number): boolean {
+  try {
+    writeFileSync(sysctlPath(name), `${value}\n`);
+    return true;
+  } catch {
+    return false;
   }
 }

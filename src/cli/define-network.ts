@@ -19,7 +19,8 @@ export interface DefinitionArgs {
   dstport?: unknown;
   mtu?: unknown;
   ttl?: unknown;
-  learning: boolean;
+  learning?: boolean;
+  evpn: boolean;
 }
 
 interface Args extends DefinitionArgs {
@@ -39,6 +40,7 @@ export function definitionFromArgs(argv: DefinitionArgs): NetworkDefinition {
     mtu: single('mtu', argv.mtu),
     ttl: single('ttl', argv.ttl),
     learning: argv.learning,
+    evpn: argv.evpn,
   });
 }
 
@@ -54,10 +56,15 @@ export function definitionOptions(y: Argv): Argv {
       describe: 'peer host: once for point-to-point, repeated for unicast peers (head-end replication)',
     })
     .option('group', { type: 'string', describe: 'multicast group instead of --remote' })
+    .option('evpn', {
+      type: 'boolean',
+      default: false,
+      describe: 'BGP EVPN instead of --remote/--group: FRR on each host announces its VTEP and guests (see vxvirt frr-config)',
+    })
     .option('dstport', { type: 'string', describe: 'UDP destination port (default 4789)' })
     .option('mtu', { type: 'string', describe: 'overlay MTU (default: underlay MTU - 50, or - 70 over IPv6)' })
     .option('ttl', { type: 'string', describe: 'TTL of the VXLAN packets, 1..255 (default: inherit)' })
-    .option('learning', { type: 'boolean', default: true, describe: 'learn remote MACs from received packets (--no-learning)' }) as unknown as Argv;
+    .option('learning', { type: 'boolean', describe: 'learn remote MACs from received packets (default; --no-learning; never with --evpn)' }) as unknown as Argv;
 }
 
 export const defineNetwork: CommandModule<object, Args> = {
@@ -73,7 +80,8 @@ export const defineNetwork: CommandModule<object, Args> = {
       })
       .example('$0 define-network tenant1 --vni 42 --dev ens47f1 --local 192.168.8.100 --remote 192.168.8.101', 'point-to-point to one other host')
       .example('$0 define-network tenant2 --vni 43 --dev ens47f1 --remote 192.168.8.101 --remote 192.168.8.102', 'unicast peers: each host lists all the others')
-      .example('$0 define-network tenant3 --vni 44 --dev ens47f1 --group 239.1.1.44', 'multicast: the same command on every host') as unknown as Argv<Args>,
+      .example('$0 define-network tenant3 --vni 44 --dev ens47f1 --group 239.1.1.44', 'multicast: the same command on every host')
+      .example('$0 define-network tenant4 --vni 45 --dev ens47f1 --local 192.168.8.100 --evpn', 'BGP EVPN: FRR brings the other hosts (vxvirt frr-config)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     // The choice is recorded: reconcile makes the libvirt network of a definition that wants one.
     const def: NetworkDefinition = { ...definitionFromArgs(argv), libvirt: argv.libvirt };

@@ -12,7 +12,7 @@ import * as store from '../store.ts';
 import { hasUsers, userNames, type Users } from '../users.ts';
 import { printJson, table } from './output.ts';
 
-const peersOf = (def: NetworkDefinition): string => def.group ?? def.remotes.join(',');
+const peersOf = (def: NetworkDefinition): string => (def.evpn ? 'BGP' : (def.group ?? def.remotes.join(',')));
 
 function networkSummary(def: NetworkDefinition) {
   return {
@@ -27,6 +27,7 @@ function networkSummary(def: NetworkDefinition) {
     mtu: def.mtu ?? null,
     ttl: def.ttl ?? null,
     learning: def.learning,
+    evpn: def.evpn === true,
     libvirt: def.libvirt ?? null,
     bridge: bridgeName(def.vni),
     vxlan: vxlanName(def.vni),

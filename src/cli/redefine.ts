@@ -150,6 +150,11 @@ export const setPeers: CommandModule<object, SetPeersArgs> = {
   handler: async (argv: ArgumentsCamelCase<SetPeersArgs>) => {
     const remotes = list(argv.remote);
     const outcome = await changeNetwork(argv.name, 'set-peers', (old) => {
+      if (old.evpn) {
+        throw new DefinitionError(
+          `network ${old.name} is an EVPN network: its peers come from BGP (FRR announces each host's VTEP), not from a list; to change its flooding mode use redefine`,
+        );
+      }
       if (old.group !== undefined) {
         throw new DefinitionError(`network ${old.name} floods to multicast group ${old.group}, it has no peers: change its flooding mode with redefine`);
       }
