@@ -20,7 +20,7 @@ import {
 import { describeChange, planRedefine, refusalMessage, type Change, type RedefinePlan } from './redefine.ts';
 
 /** The keys of one entry: list-networks --json's, the derived ones (mode, bridge, vxlan) checked against the rest. */
-const DEFINITION_KEYS = ['name', 'vni', 'dev', 'local', 'remotes', 'group', 'dstport', 'mtu', 'ttl', 'learning', 'libvirt'] as const;
+const DEFINITION_KEYS = ['name', 'vni', 'dev', 'local', 'remotes', 'group', 'dstport', 'mtu', 'ttl', 'learning', 'evpn', 'libvirt'] as const;
 const DERIVED_KEYS = ['mode', 'bridge', 'vxlan'] as const;
 
 /**

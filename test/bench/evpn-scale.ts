@@ -257,6 +257,8 @@ interface Figures {
   bringUp: number;
   prepareMs: number[];
   floodAll: number[];
+  floodAfterHook: number[];
+  withdrawAfterHook: number[];
   floodFirst: number[];
   macAll: number[];
   withdrawAll: number[];
@@ -288,7 +290,7 @@ async function measure(n: number): Promise<Figures> {
     // ---- definitions: the same file on every host
     const files = await makeFiles(bench);
     await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
-    const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headSeqRemove: [], applyEach: [] };
+    const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodAfterHook: [], withdrawAfterHook: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headSeqRemove: [], applyEach: [] };
     if (PARTS.includes('evpn')) await evpnPart(bench, f);
     if (PARTS.includes('headend')) await headEndPart(bench, f, files);
     return f;
@@ -333,6 +335,7 @@ async function evpnPart(bench: Bench, f: Figures): Promise<void> {
     await h1.plugGuest(42);
     const floodAt = await allSeen(flood, t, `every host to get h1's flood entry (round ${round + 1})`);
     f.floodAll.push(Math.max(...floodAt) - t);
+    f.floodAfterHook.push(Math.max(...floodAt) - t - f.prepareMs.at(-1)!);
     f.floodFirst.push(Math.min(...floodAt) - t);
     const ts = performance.now();
     await h1.guestSpeaks(42);
@@ -354,6 +357,7 @@ async function evpnPart(bench: Bench, f: Figures): Promise<void> {
     f.releaseMs.push(performance.now() - tr);
     const goneAt = await allSeen(floodGone, t, `every host to drop h1's flood entry (round ${round + 1})`);
     f.withdrawAll.push(Math.max(...goneAt) - t);
+    f.withdrawAfterHook.push(Math.max(...goneAt) - tr - f.releaseMs.at(-1)!);
     const macGoneAt = await allSeen(macGone, t, `every host to drop h1's guest MAC (round ${round + 1})`);
     f.macGoneAll.push(Math.max(...macGoneAt) - t);
     note(`round ${round + 1}: flood entry everywhere ${f.floodAll.at(-1)!.toFixed(0)} ms, MAC ${f.macAll.at(-1)!.toFixed(0)} ms; withdrawn ${f.withdrawAll.at(-1)!.toFixed(0)} ms, MAC ${f.macGoneAll.at(-1)!.toFixed(0)} ms`);
@@ -444,9 +448,11 @@ for (const f of results) {
   row('EVPN: prepare hook of the first guest on the VNI (makes the pair)', f.prepareMs);
   row(`EVPN: prepare → its flood entry on the first of the ${f.hosts - 1} other hosts`, f.floodFirst);
   row(`EVPN: prepare → its flood entry on every other host`, f.floodAll);
+  row(`EVPN: prepare hook returned → its flood entry on every other host`, f.floodAfterHook);
   row('EVPN: guest sends its first frame → its MAC (extern_learn) on every other host', f.macAll);
   row('EVPN: release hook of the last guest (deletes the pair)', f.releaseMs);
   row('EVPN: guest stops (tap gone, release) → flood entry gone on every other host', f.withdrawAll);
+  row('EVPN: release hook returned → flood entry gone on every other host', f.withdrawAfterHook);
   row('EVPN: guest stops → its MAC gone on every other host', f.macGoneAll);
   row(`head-end: vxvirt apply of a file with one more peer, on one host (${f.hosts} peers, in use)`, f.applyEach);
   row(`head-end: a peer added: the file applied on ${f.hosts} hosts one after the other → every host floods to it`, f.headSeq);
