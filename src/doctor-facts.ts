@@ -7,7 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Facts, FileFacts, HookFacts, LibvirtAccessFacts, NetworkFacts } from './doctor.ts';
+import type { Facts, FileFacts, FrrFacts, HookFacts, LibvirtAccessFacts, NetworkFacts, VtyshAnswer } from './doctor.ts';
+import { vtyshError } from './frr.ts';
 import { unrecordedGuests } from './drift.ts';
 import { oneLine } from './errors.ts';
 import { IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, sysctlPath } from './host-limits.ts';
@@ -15,7 +16,7 @@ import { hookPaths, inspectHooksDir, LIBVIRT_HOOK_PATH, thisCheckout, vxvirtHook
 import { addressesNeeded, resolveForHost } from './host-address.ts';
 import * as iproute from './iproute.ts';
 import { describeAccess, libvirtAccess, listActiveDomains } from './libvirt/index.ts';
-import { bridgeName, vxlanName, type NetworkDefinition } from './network-definition.ts';
+import { bridgeName, floodingMode, vxlanName, type NetworkDefinition } from './network-definition.ts';
 import { isOwned } from './plan.ts';
 import { activeDomainFacts } from './reconcile.ts';
 import * as store from './store.ts';
@@ -165,6 +166,45 @@ async function networkFacts(defs: readonly NetworkDefinition[]): Promise<Network
   return out;
 }
 
+/** How long a vtysh command may take: FRR answers in milliseconds, a wedged daemon never. */
+const VTYSH_TIMEOUT_MS = 10_000;
+
+/** One `vtysh [-N pathspace] -c COMMAND`: read-only show commands, never configuration. */
+function vtysh(command: string, pathspace: string | undefined): VtyshAnswer {
+  const r = spawnSync('vtysh', [...(pathspace ? ['-N', pathspace] : []), '-c', command], { encoding: 'utf8', timeout: VTYSH_TIMEOUT_MS });
+  if (r.error) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { error: `vtysh not found on PATH (${process.env.PATH ?? ''})`, missing: true };
+    return { error: code === 'ETIMEDOUT' ? `vtysh -c '${command}' did not answer within ${VTYSH_TIMEOUT_MS / 1000} s` : oneLine(r.error) };
+  }
+  if (r.status !== 0) return { error: vtyshError(`${r.stdout}\n${r.stderr}`) || `vtysh exited with status ${r.status}` };
+  return { output: r.stdout };
+}
+
+/**
+ * What FRR says about EVPN on this host, when evpn networks are defined: its
+ * sessions, the VNIs zebra knows, and which evpn networks have their pair
+ * here (guests). `pathspace`: an FRR started with -N NAME.
+ */
+async function frrFacts(defs: readonly NetworkDefinition[], pathspace: string | undefined): Promise<FrrFacts | undefined> {
+  const evpn = defs.filter((d) => floodingMode(d) === 'evpn');
+  if (evpn.length === 0) return undefined;
+  const observed = await iproute.observe({ devices: evpn.flatMap((d) => [bridgeName(d.vni), vxlanName(d.vni)]) });
+  const active = evpn.flatMap((d) => {
+    const vx = observed.links.get(vxlanName(d.vni));
+    if (!isOwned(vx, d.vni) || !isOwned(observed.links.get(bridgeName(d.vni)), d.vni)) return [];
+    const local = vx?.vxlan?.local;
+    return [{ name: d.name, vni: d.vni, ...(local ? { local } : {}) }];
+  });
+  const facts: FrrFacts = {
+    summary: vtysh('show bgp l2vpn evpn summary json', pathspace),
+    vnis: active.length > 0 ? vtysh('show evpn vni json', pathspace) : { output: '{}' },
+    active,
+  };
+  if (pathspace) facts.pathspace = pathspace;
+  return facts;
+}
+
 /** The IPv4 group limit of this network namespace, if a definition has an IPv4 group. */
 function igmpFacts(defs: readonly NetworkDefinition[]): Facts['igmpMaxMemberships'] {
   if (ipv4GroupBudgets(defs).length === 0) return undefined;
@@ -203,16 +243,17 @@ async function unrecordedFacts(defs: readonly NetworkDefinition[]): Promise<NonN
   }
 }
 
-export async function gatherFacts(hooksDir: string): Promise<Facts> {
+export async function gatherFacts(hooksDir: string, frrPathspace?: string): Promise<Facts> {
   const { defs, broken } = store.loadDefinitions();
   const networksDir = store.networksDir();
   const { hook, files: hookFiles } = hookFacts(hooksDir);
-  const [ip, vxlan, networks, libvirt, unrecorded] = await Promise.all([
+  const [ip, vxlan, networks, libvirt, unrecorded, frr] = await Promise.all([
     iprouteFacts(),
     iproute.tryVxlanDevice(),
     networkFacts(defs),
     libvirtFacts(),
     unrecordedFacts(defs),
+    frrFacts(defs, frrPathspace),
   ]);
   const igmp = igmpFacts(defs);
   const configFiles = [dirname(networksDir), networksDir, ...[...defs.map((d) => d.name), ...broken.map((b) => b.name)].sort().map((n) => join(networksDir, `${n}.json`))];
@@ -233,5 +274,6 @@ export async function gatherFacts(hooksDir: string): Promise<Facts> {
     files,
     libvirt,
     unrecorded,
+    ...(frr ? { frr } : {}),
   };
 }

@@ -3,7 +3,8 @@
 import { DEFAULT_HOOKS_DIR, hookLabel, hookPaths, type Entry, type HooksDir } from './hook-install.ts';
 import { groupLimitHint, IGMP_MAX_MEMBERSHIPS, ipv4GroupBudgets, NEAR_LIMIT } from './host-limits.ts';
 import type { UnrecordedGuest } from './drift.ts';
-import { OVERHEAD, overlayMtu, underlayFamily, type NetworkDefinition } from './network-definition.ts';
+import { evpnPeers, zebraVnis } from './frr.ts';
+import { OVERHEAD, overlayMtu, underlayFamily, vxlanName, type NetworkDefinition } from './network-definition.ts';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
@@ -92,6 +93,22 @@ export interface Facts {
   libvirt: LibvirtAccessFacts;
   /** Running domains on vxvirt networks that are not recorded as users (unset: libvirt was not asked). */
   unrecorded?: UnrecordedGuest[] | Failed;
+  /** What FRR says; only asked when evpn networks are defined. */
+  frr?: FrrFacts;
+}
+
+/** One vtysh command's output, or why it gave none (`missing`: no vtysh at all). */
+export type VtyshAnswer = { output: string } | { error: string; missing?: boolean };
+
+export interface FrrFacts {
+  /** The FRR pathspace asked (vtysh -N NAME), if not the default. */
+  pathspace?: string;
+  /** `show bgp l2vpn evpn summary json`. */
+  summary: VtyshAnswer;
+  /** `show evpn vni json`. */
+  vnis: VtyshAnswer;
+  /** evpn networks whose pair exists here (guests use them), with their vxlan's local address. */
+  active: Array<{ name: string; vni: number; local?: string }>;
 }
 
 /**
@@ -535,6 +552,78 @@ function checkGuests(u: Facts['unrecorded']): Finding[] {
 }
 
 /** Every finding, in the order an operator fixes things: tools, kernel, libvirt access, hook, networks, guests, files. */
+const FRR_START = 'start zebra and bgpd (Debian: zebra and bgpd=yes in /etc/frr/daemons, then systemctl restart frr)';
+const FRR_CONFIG = 'put the output of `vxvirt frr-config` in /etc/frr/frr.conf and load it (systemctl reload frr)';
+
+/** What FRR's answer to one command says, or the finding that it gave none. */
+function vtyshOutput(a: VtyshAnswer, subject: string, where: string): { output: string } | Finding {
+  if ('output' in a) return a;
+  if (a.missing) return { level: 'FAIL', subject, message: `${a.error}: FRR is not installed`, hint: `install FRR (apt-get install frr); ${FRR_CONFIG}` };
+  return { level: 'FAIL', subject, message: `FRR is not running${where} or does not answer: ${a.error}`, hint: FRR_START };
+}
+
+/**
+ * FRR, asked only when evpn networks are defined: bgpd has an established
+ * EVPN session, and zebra knows every VNI this host has guests on (its
+ * vxlanN exists). Each problem says what is wrong and what to do.
+ */
+function checkFrr(f: FrrFacts | undefined): Finding[] {
+  if (!f) return [];
+  const where = f.pathspace ? ` (pathspace ${f.pathspace})` : '';
+  const bgp = `FRR bgpd${where}`;
+  const zebra = `FRR zebra${where}`;
+  const out: Finding[] = [];
+  const summary = vtyshOutput(f.summary, bgp, where);
+  if ('level' in summary) out.push(summary);
+  else {
+    const s = evpnPeers(summary.output);
+    if (!s.configured) {
+      out.push({ level: 'FAIL', subject: bgp, message: 'bgpd has no BGP instance with the l2vpn evpn address family', hint: FRR_CONFIG });
+    } else {
+      const up = s.peers.filter((p) => p.state === 'Established');
+      const down = s.peers.filter((p) => p.state !== 'Established');
+      const list = (ps: typeof s.peers): string => ps.map((p) => `${p.peer} ${p.state}`).join(', ');
+      if (up.length === 0) {
+        out.push({
+          level: 'FAIL',
+          subject: bgp,
+          message: s.peers.length === 0 ? 'no EVPN neighbor configured or connected' : `no established EVPN session (${list(down)})`,
+          hint: "check the neighbors' addresses and AS number (vxvirt frr-config on each host), that TCP port 179 is open between hosts, and `vtysh -c 'show bgp l2vpn evpn summary'`",
+        });
+      } else {
+        out.push({ level: 'OK', subject: bgp, message: `EVPN session established with ${up.map((p) => p.peer).join(', ')}` });
+        if (down.length > 0) out.push({ level: 'WARN', subject: bgp, message: `EVPN neighbors not established: ${list(down)}`, hint: 'a host that is down, or a neighbor address that is wrong' });
+      }
+    }
+  }
+  if (f.active.length === 0) return out;
+  const vnis = vtyshOutput(f.vnis, zebra, where);
+  // FRR down or absent: said once, by the bgpd finding.
+  if ('level' in vnis) return 'error' in f.summary && 'error' in f.vnis && f.summary.error === f.vnis.error ? out : [...out, vnis];
+  const z = zebraVnis(vnis.output);
+  for (const n of f.active) {
+    const subject = `network ${n.name}`;
+    const vx = vxlanName(n.vni);
+    if (n.local === undefined) {
+      out.push({ level: 'FAIL', subject, message: `${vx} has no local address: zebra cannot announce this host as a VTEP of VNI ${n.vni}`, hint: `give the network --local (define-network ${n.name} --replace … --local IP)` });
+      continue;
+    }
+    const known = z.enabled ? z.vnis.get(n.vni) : undefined;
+    if (!known) {
+      out.push({
+        level: 'FAIL',
+        subject,
+        message: `VNI ${n.vni} has guests here but zebra does not know it${z.enabled ? '' : ' (EVPN is off in zebra: no bgpd with advertise-all-vni)'}`,
+        hint: `${FRR_CONFIG}; zebra must see ${vx} (run in this host's network namespace)`,
+      });
+      continue;
+    }
+    const remotes = known.remoteVteps.length === 0 ? 'no remote VTEP yet' : `remote VTEPs ${known.remoteVteps.join(', ')}`;
+    out.push({ level: 'OK', subject, message: `VNI ${n.vni} known to zebra (${known.vxlanIf ?? vx}, VTEP ${n.local}), ${remotes}` });
+  }
+  return out;
+}
+
 export function diagnose(f: Facts): Finding[] {
   return [
     checkIproute(f.iproute),
@@ -546,6 +635,7 @@ export function diagnose(f: Facts): Finding[] {
     ...f.networks.flatMap(checkNetwork),
     ...checkGroupLimit(f),
     ...checkGuests(f.unrecorded),
+    ...checkFrr(f.frr),
     ...checkFiles(f.files),
   ];
 }

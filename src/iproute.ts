@@ -100,13 +100,14 @@ function parseFloodDsts(json: string): string[] {
 }
 
 /**
- * Add each bridge's neighbour settings (EVPN's arp_accept) from /proc/sys,
- * which shows those of this process's network namespace. Two small reads per
- * bridge, only of bridges vxvirt named (vxbrN).
+ * Add the neighbour settings (EVPN's arp_accept) of these bridges from
+ * /proc/sys, which shows those of this process's network namespace: two
+ * small reads per bridge, only where they matter (the hook: evpn networks).
  */
-function readNeighSettings(links: Map<string, Link>): void {
-  for (const link of links.values()) {
-    if (link.kind !== 'bridge' || !/^vxbr\d+$/.test(link.name)) continue;
+function readNeighSettings(links: Map<string, Link>, bridges: readonly string[]): void {
+  for (const name of bridges) {
+    const link = links.get(name);
+    if (link?.kind !== 'bridge') continue;
     const neigh: NeighSettings = {};
     for (const key of Object.keys(NEIGH_SYSCTLS) as Array<keyof NeighSettings>) {
       const value = readSysctl(NEIGH_SYSCTLS[key](link.name));
@@ -303,6 +304,8 @@ export interface ObserveQuery {
   fdbDevices?: readonly string[];
   /** Read this host's addresses of that family (host-address.ts). */
   addresses?: 4 | 6;
+  /** Bridges whose neighbour settings (arp_accept, …) to read. */
+  neighOf?: readonly string[];
 }
 
 /**
@@ -337,7 +340,7 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
   // `link show master X` makes ip exit when X does not exist: ask only for bridges that do.
   const bridges = (query.portsOf ?? []).filter((b) => links.get(b)?.kind === 'bridge');
   if (bridges.length > 0) await read(bridges.map((b) => `link show master ${b}`));
-  readNeighSettings(links);
+  readNeighSettings(links, query.neighOf ?? []);
   const floodDsts = new Map<string, string[]>();
   for (const dev of query.fdbDevices ?? []) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));
@@ -358,7 +361,7 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
 /** Read every device of the host (for commands that survey everything, never the hook). */
 export async function observeAll(fdbDevices: readonly string[] = []): Promise<Observed> {
   const links = parseLinks(await run('ip', ['-d', '-j', 'link', 'show']));
-  readNeighSettings(links);
+  readNeighSettings(links, [...links.keys()].filter((name) => /^vxbr\d+$/.test(name)));
   const floodDsts = new Map<string, string[]>();
   for (const dev of fdbDevices) {
     if (links.get(dev)?.kind === 'vxlan') floodDsts.set(dev, parseFloodDsts(await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])));

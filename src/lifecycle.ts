@@ -99,6 +99,7 @@ function ensureQuery(def: NetworkDefinition): ObserveQuery {
   const query: ObserveQuery = {
     devices: [def.dev, ...pairOf(def.vni)],
     fdbDevices: floodingMode(def) === 'unicast' ? [vxlanName(def.vni)] : [],
+    neighOf: floodingMode(def) === 'evpn' ? [bridgeName(def.vni)] : [],
   };
   const family = addressesNeeded(def);
   if (family !== undefined) query.addresses = family;

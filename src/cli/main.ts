@@ -16,6 +16,7 @@ import { generateCommand } from './generate.ts';
 import { attachCommand, detachCommand } from './attach.ts';
 import { installHook, uninstallHook } from './hook-install.ts';
 import { check } from './check.ts';
+import { frrConfigCommand } from './frr-config.ts';
 import { completion } from './completion.ts';
 import { reconcileCommand } from './reconcile.ts';
 import { applyCommand } from './apply.ts';
@@ -36,6 +37,7 @@ const commands = [
   installHook,
   uninstallHook,
   check,
+  frrConfigCommand,
   completion,
 ];
 

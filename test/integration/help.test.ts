@@ -50,7 +50,7 @@ it('vxvirt completion prints a bash script that completes commands and options',
   };
   assert.equal(complete('vxvirt', 'in'), ['install-hook']);
   assert.equal(complete('vxvirt', 'un'), ['undefine-network', 'uninstall-hook']);
-  assert.equal(complete('vxvirt', 'check', '--'), ['--help', '--hooks-dir', '--json']);
+  assert.equal(complete('vxvirt', 'check', '--'), ['--frr-pathspace', '--help', '--hooks-dir', '--json']);
   assert.ok(complete('vxvirt', '').includes('define-network'));
   const registered = sh('bash', ['-c', 'source "$0"; complete -p vxvirt', script], '', env(bin));
   assert.match(registered.stdout, /-F _vxvirt_yargs_completions vxvirt$/m);
