@@ -85,11 +85,12 @@ export interface Usage {
 
 export type ApplyStep =
   | { op: 'create'; def: NetworkDefinition }
-  /** In place (or not in use here: nothing but the file changes). `libvirt`: whether the libvirt network changes. */
+  /** In place (or not in use here: nothing but the file changes); `changes` are redefine's, and --libvirt. */
   | { op: 'change'; old: NetworkDefinition; next: NetworkDefinition; plan: RedefinePlan; changes: Change[]; usedBy?: string }
   | { op: 'remove'; def: NetworkDefinition };
 
 export interface ApplyPlan {
+  /** In the order they are carried out: removals, then changes and creations in the file's order. */
   steps: ApplyStep[];
   /** Networks already as the file has them. */
   unchanged: string[];
@@ -143,24 +144,22 @@ export function planApply(
     if (usedBy) step.usedBy = usedBy;
     plan.steps.push(step);
   }
-  const missing = current.filter((c) => !wanted.some((w) => w.name === c.name));
-  for (const c of missing) {
-    if (!options.prune) {
-      plan.kept.push(c.name);
-      continue;
-    }
+  // Networks the file lacks that stay (no --prune, or in use): they keep their VNI.
+  const staying: NetworkDefinition[] = [];
+  for (const c of current.filter((d) => !wanted.some((w) => w.name === d.name))) {
     const users = usage.get(c.name)?.users ?? [];
-    if (users.length > 0) {
-      plan.refused.push(`network ${c.name} is not in the file, but is used by ${users.join(', ')}: not removed (--prune); stop them first`);
+    if (!options.prune) plan.kept.push(c.name);
+    else if (users.length > 0) plan.refused.push(`network ${c.name} is not in the file, but is used by ${users.join(', ')}: not removed (--prune); stop them first`);
+    else {
+      // Removals first: a VNI they free may be the one a network of the file takes.
+      plan.steps.splice(plan.steps.filter((st) => st.op === 'remove').length, 0, { op: 'remove', def: c });
       continue;
     }
-    plan.steps.push({ op: 'remove', def: c });
+    staying.push(c);
   }
-  // A network kept beside the file's must not share a VNI with one of them.
-  const keptDefs = current.filter((c) => plan.kept.includes(c.name) || (options.prune && plan.refused.some((r) => r.startsWith(`network ${c.name} is not in the file`))));
   for (const w of wanted) {
     try {
-      checkNoConflict(w, keptDefs);
+      checkNoConflict(w, staying);
     } catch (err) {
       plan.refused.push(`network ${w.name}: ${(err as Error).message} (not in the file: remove it, or apply with --prune)`);
     }

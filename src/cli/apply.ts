@@ -11,6 +11,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { applyPlanToHost, type ApplyOutcome } from '../apply-host.ts';
 import { LibvirtError, LibvirtUnreachableError, UsageError, VxvirtError, oneLine, warn } from '../errors.ts';
 import { describeStep, parseNetworkFile, type ApplyStep } from '../apply.ts';
+import { describeChange } from '../redefine.ts';
 import * as iproute from '../iproute.ts';
 import { defineLibvirtNetwork, undefineLibvirtNetwork } from '../libvirt/index.ts';
 import { overlayMtu } from '../network-definition.ts';
@@ -62,13 +63,13 @@ function printOutcome(o: ApplyOutcome, source: string, dryRun: boolean): void {
   const { plan } = o;
   const lines: string[] = [];
   for (const step of plan.steps) {
-    const line = describeStep(step);
-    if (dryRun) lines.push(`would ${line}`);
-    else {
-      const steps = step.op === 'change' ? o.live.get(step.old.name) : undefined;
-      const live = step.op !== 'change' ? '' : steps === undefined ? '; not in use on this host: no devices changed' : `; ${describeLive(step.next, steps)}`;
-      lines.push(`${line.replace(/^(create|change|remove)/, (w) => ({ create: 'created', change: 'changed', remove: 'removed' })[w] ?? w)}${live}`);
-    }
+    if (dryRun) lines.push(`would ${describeStep(step)}`);
+    else if (step.op === 'change') {
+      // As redefine says it: the changes, then what happened to the devices here.
+      const steps = o.live.get(step.old.name);
+      const live = steps === undefined ? 'not in use on this host: no devices changed' : `in use (${step.usedBy ?? 'its devices exist'}): ${describeLive(step.next, steps)}`;
+      lines.push(`changed network ${step.old.name}: ${step.changes.map(describeChange).join(', ')}; ${live}`);
+    } else lines.push(describeStep(step).replace(/^(create|remove)/, (w) => `${w}d`));
   }
   const kept = plan.kept.length > 0 ? ` (kept, not in the file: ${plan.kept.join(', ')}; --prune removes them)` : '';
   if (plan.steps.length === 0) {

@@ -50,7 +50,7 @@ export function definitionOptions(y: Argv): Argv {
     .positional('name', { type: 'string', describe: `network name (${NAME_RULE})` })
     .option('vni', { type: 'string', describe: 'VXLAN network identifier, 1..16777215', demandOption: '--vni is required' })
     .option('dev', { type: 'string', describe: 'underlay device the VXLAN packets use', demandOption: '--dev is required' })
-    .option('local', { type: 'string', describe: 'source IP of the VXLAN packets (this host)' })
+    .option('local', { type: 'string', describe: "source IP of the VXLAN packets (default, or 'auto': this host's own address on --dev, found when a guest starts)" })
     .option('remote', {
       type: 'string',
       describe: 'peer host: once for point-to-point, repeated for unicast peers (head-end replication)',
@@ -79,9 +79,9 @@ export const defineNetwork: CommandModule<object, Args> = {
         describe: 'also define a libvirt network NAME that bridges to vxbrN, for virt-install/virt-manager (--no-libvirt to skip)',
       })
       .example('$0 define-network tenant1 --vni 42 --dev ens47f1 --local 192.168.8.100 --remote 192.168.8.101', 'point-to-point to one other host')
-      .example('$0 define-network tenant2 --vni 43 --dev ens47f1 --remote 192.168.8.101 --remote 192.168.8.102', 'unicast peers: each host lists all the others')
+      .example('$0 define-network tenant2 --vni 43 --dev ens47f1 --remote 192.168.8.100 --remote 192.168.8.101 --remote 192.168.8.102', 'unicast peers: the same command on every host (each sends from its own address and leaves itself out)')
       .example('$0 define-network tenant3 --vni 44 --dev ens47f1 --group 239.1.1.44', 'multicast: the same command on every host')
-      .example('$0 define-network tenant4 --vni 45 --dev ens47f1 --local 192.168.8.100 --evpn', 'BGP EVPN: FRR brings the other hosts (vxvirt frr-config)') as unknown as Argv<Args>,
+      .example('$0 define-network tenant4 --vni 45 --dev ens47f1 --evpn', 'BGP EVPN: FRR brings the other hosts (vxvirt frr-config)') as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
     // The choice is recorded: reconcile makes the libvirt network of a definition that wants one.
     const def: NetworkDefinition = { ...definitionFromArgs(argv), libvirt: argv.libvirt };

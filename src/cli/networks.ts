@@ -69,7 +69,7 @@ export const listNetworks: CommandModule<object, JsonArgs> = {
     process.stdout.write(
       table(
         ['NAME', 'VNI', 'MODE', 'DEV', 'LOCAL', 'PEERS', 'PORT', 'MTU'],
-        defs.map((d) => [d.name, String(d.vni), floodingMode(d), d.dev, d.local ?? '-', peersOf(d), String(d.dstport), d.mtu ? String(d.mtu) : 'auto']),
+        defs.map((d) => [d.name, String(d.vni), floodingMode(d), d.dev, d.local ?? 'auto', peersOf(d), String(d.dstport), d.mtu ? String(d.mtu) : 'auto']),
       ),
     );
   },

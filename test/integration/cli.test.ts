@@ -72,7 +72,7 @@ it('list-networks and status: tables and JSON', ({ host }) => {
   host.vxvirt('define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1', '--mtu', '1400');
   const list = host.vxvirt('list-networks').stdout;
   assert.match(list, /^NAME\s+VNI\s+MODE\s+DEV\s+LOCAL\s+PEERS\s+PORT\s+MTU\n/);
-  assert.match(list, /\nmc\s+43\s+multicast\s+ens47f1\s+-\s+239\.1\.1\.1\s+4789\s+1400\n/);
+  assert.match(list, /\nmc\s+43\s+multicast\s+ens47f1\s+auto\s+239\.1\.1\.1\s+4789\s+1400\n/);
   assert.match(list, /\ntut\s+42\s+point-to-point\s+ens47f1\s+192\.168\.8\.100\s+192\.168\.8\.101\s+4789\s+auto\n/);
   const json = JSON.parse(host.vxvirt('list-networks', '--json').stdout);
   assert.equal(json.map((n: { name: string; bridge: string }) => [n.name, n.bridge]), [['mc', 'vxbr43'], ['tut', 'vxbr42']]);
