@@ -10,8 +10,9 @@
 // A simulated host is a network namespace `vxbench-<pid>-hN` on one underlay
 // bridge (namespace `vxbench-<pid>-sw`, 192.168.8.(100+N-1)/24 on `ens47f1`),
 // with its own vxvirt config/state dirs (VXVIRT_CONFIG_DIR, …) and FRR
-// (zebra + bgpd, test/lab/frr.ts) configured by `vxvirt frr-config` with one
-// neighbour, the route reflector in `vxbench-<pid>-rr` (192.168.8.99). No
+// (zebra + bgpd, test/lab/frr.ts) configured by `vxvirt frr-config
+// --route-reflector 192.168.8.99`, the route reflector in `vxbench-<pid>-rr`
+// (`vxvirt frr-config --reflector-for 192.168.8.0/24`). No
 // libvirt, no QEMU: a guest is the hook's `prepare` (hooks/qemu, as libvirt
 // forks it, with a domain XML on stdin) plus a veth on `vxbrN` standing in
 // for its tap, and its stop is the veth's removal plus `release`.
@@ -35,7 +36,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { run, waitFor, type RunResult } from '../lab/exec.ts';
 import { teardownSync } from '../lab/lab.ts';
-import { Frr, frrMissing, routeReflectorConf, evpnHostConf } from '../lab/frr.ts';
+import { Frr, frrMissing } from '../lab/frr.ts';
 import { bridgeNic, domainXml, repo } from '../support/netns.ts';
 import { median, quantile } from './stats.ts';
 
@@ -214,8 +215,7 @@ class Bench {
     return [this.switchNs, this.rrNs, ...this.hosts.map((h) => h.ns)];
   }
 
-  async setup(): Promise<number> {
-    const t = performance.now();
+  async setup(): Promise<void> {
     const sh = (cmd: string[]) => run(cmd, { check: true });
     await sh(['ip', 'netns', 'add', this.switchNs]);
     await sh(['ip', '-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0', 'stp_state', '0']);
@@ -227,10 +227,18 @@ class Bench {
     await sh(['ip', '-n', this.rrNs, 'addr', 'add', `${RR_IP}/24`, 'dev', DEV]);
     await sh(['ip', '-n', this.rrNs, 'link', 'set', DEV, 'up']);
     for (const h of this.hosts) await h.setup();
-    await this.rr.start(routeReflectorConf({ hostname: 'rr', routerId: RR_IP, asn: ASN, listen: `${NET}.0/24` }));
-    for (const h of this.hosts) {
-      await h.frr.start(evpnHostConf({ hostname: `h${h.index}`, routerId: h.ip, asn: ASN, neighbor: RR_IP }));
-    }
+  }
+
+  /** FRR on the route reflector and every host, as `vxvirt frr-config` says; returns the time until every session is up. */
+  async startFrr(): Promise<number> {
+    const rrConf = await run(['ip', 'netns', 'exec', this.rrNs, process.execPath, join(repo, 'dist', 'cli.js'), 'frr-config', '--asn', String(ASN), '--local', RR_IP, '--reflector-for', `${NET}.0/24`], {
+      env: { PATH, HOME: '/root', VXVIRT_CONFIG_DIR: join(this.dir, 'rr', 'etc'), VXVIRT_STATE_DIR: join(this.dir, 'rr', 'state') },
+    });
+    if (rrConf.code !== 0) throw new Error(`vxvirt frr-config on the route reflector: ${rrConf.stderr}`);
+    const confs = await Promise.all(this.hosts.map((h) => h.vxvirt('frr-config', '--asn', String(ASN), '--route-reflector', RR_IP)));
+    const t = performance.now();
+    await this.rr.start(`hostname rr\n${rrConf.stdout}`);
+    for (const [i, h] of this.hosts.entries()) await h.frr.start(`hostname h${h.index}\n${confs[i]!.stdout}`);
     await waitFor(`all ${this.n} hosts to have an established EVPN session with the route reflector`, async () => (await this.rr.establishedEvpnPeers()).length === this.n, {
       timeoutMs: 120_000,
       intervalMs: 250,
@@ -284,12 +292,13 @@ async function measure(n: number): Promise<Figures> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const sessionsUp = await bench.setup();
-    note(`${n} hosts: FRR up, ${n} sessions to the route reflector in ${(sessionsUp / 1000).toFixed(1)} s`);
-
-    // ---- definitions: the same file on every host
+    await bench.setup();
+    // ---- definitions: the same file on every host, then FRR (frr-config reads them)
     const files = await makeFiles(bench);
     await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
+    // Head-end alone needs no FRR (and frr-config, no evpn network to take the address from).
+    const sessionsUp = PARTS.includes('evpn') ? await bench.startFrr() : NaN;
+    note(`${n} hosts: FRR up, ${n} sessions to the route reflector in ${(sessionsUp / 1000).toFixed(1)} s`);
     const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodAfterHook: [], withdrawAfterHook: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headSeqRemove: [], applyEach: [] };
     if (PARTS.includes('evpn')) await evpnPart(bench, f);
     if (PARTS.includes('headend')) await headEndPart(bench, f, files);

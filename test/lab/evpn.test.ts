@@ -2,7 +2,7 @@
 // namespace, configured by `vxvirt frr-config`), a route reflector in a fifth
 // namespace (`vxlab-<lab>-rr`, 192.168.8.99, configured by `vxvirt
 // frr-config --reflector-for`), and one file applied by `vxvirt apply` on all
-// four, with no per-host --local:
+// four, with no per-host --local (frr-config and check also without it):
 //   ev  VNI 42   --evpn                        guests a (h1) 10.20.1.2, b (h2) .3,
 //                                              mig (h2) .5, c (h3) .4
 //   uc  VNI 101  --remote h1 h2 h3 h4 (all)    eth1 of a, b, c: 10.30.1.2, .3, .4
@@ -83,7 +83,7 @@ step('FRR on four hosts and a route reflector, configured by vxvirt frr-config; 
 
   // FRR: a route reflector for the underlay's /24, and every host its client.
   rr = await lab.addRouter('rr', RR_IP);
-  const rrConf = await run(['ip', 'netns', 'exec', rr.netns, process.execPath, join(REPO, 'dist', 'cli.js'), 'frr-config', '--asn', ASN, '--router-id', RR_IP, '--reflector-for', '192.168.8.0/24'], {
+  const rrConf = await run(['ip', 'netns', 'exec', rr.netns, process.execPath, join(REPO, 'dist', 'cli.js'), 'frr-config', '--asn', ASN, '--local', RR_IP, '--reflector-for', '192.168.8.0/24'], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', VXVIRT_CONFIG_DIR: join(rr.dir, 'etc'), VXVIRT_STATE_DIR: join(rr.dir, 'state') },
   });
   assert.is(rrConf.code, 0, `vxvirt frr-config --reflector-for on the route reflector: ${rrConf.stderr}`);
@@ -158,7 +158,7 @@ step('guests ping each other over EVPN; fdb: one flood entry per other host with
     const macs = Object.values(g).filter((x) => hostOf(x) !== h).map((x) => `${x.name}@${remoteAt(entries, x.mac)}`);
     log(`${h.name}: flood to ${floodDsts(entries).join(' ')}; extern_learn ${macs.join(' ')}`);
   }
-  const check = await lab.host(1).vxvirt('check');
+  const check = await lab.host(1).vxvirt('check', '--frr-pathspace', 'h1');
   log(`h1: vxvirt check: exit ${check.code}: ${(check.stdout + check.stderr).trim().replace(/\n/g, ' | ')}`);
   assert.is(check.code, 0, 'vxvirt check on h1 (bgpd established, VNI 42 known to zebra)');
 });

@@ -217,36 +217,6 @@ export class Frr {
 }
 
 // ---------------------------------------------------------------------------
-// Configuration a route reflector runs (vxvirt configures the hosts, not it).
-
-/**
- * A route reflector for the l2vpn evpn family: every BGP speaker in `listen`
- * (a prefix such as 192.168.8.0/24) may connect (dynamic neighbours), and is
- * a route-reflector client. No `advertise-all-vni`: it has no VTEP.
- */
-export function routeReflectorConf(o: { hostname: string; routerId: string; asn: number; listen: string }): string {
-  return `frr defaults datacenter
-hostname ${o.hostname}
-!
-router bgp ${o.asn}
- bgp router-id ${o.routerId}
- bgp cluster-id ${o.routerId}
- no bgp default ipv4-unicast
- neighbor fabric peer-group
- neighbor fabric remote-as ${o.asn}
- bgp listen range ${o.listen} peer-group fabric
- bgp listen limit 1000
- !
- address-family l2vpn evpn
-  neighbor fabric activate
-  neighbor fabric route-reflector-client
- exit-address-family
-exit
-!
-`;
-}
-
-// ---------------------------------------------------------------------------
 // Where the daemons run in the lab
 
 /** FRR in a lab host: pathspace = the host's name, run dir in its private /run. */
@@ -267,21 +237,3 @@ export function routerFrr(r: Pick<Router, 'name' | 'dir' | 'exec'>): Frr {
   return new Frr({ name: r.name, exec: (cmd, opts) => r.exec(cmd, opts), runDir: run, runDirOutside: run, confPath: join(r.dir, 'frr.conf') });
 }
 
-/** TEMPORARY until `vxvirt frr-config` exists: a host's BGP EVPN part, one neighbour (the route reflector). */
-export function evpnHostConf(o: { hostname: string; routerId: string; asn: number; neighbor: string }): string {
-  return `frr defaults datacenter
-hostname ${o.hostname}
-!
-router bgp ${o.asn}
- bgp router-id ${o.routerId}
- no bgp default ipv4-unicast
- neighbor ${o.neighbor} remote-as ${o.asn}
- !
- address-family l2vpn evpn
-  neighbor ${o.neighbor} activate
-  advertise-all-vni
- exit-address-family
-exit
-!
-`;
-}

@@ -33,7 +33,7 @@ test('a bad file is one line naming the network (or entry) and the field', () =>
   assert.match(refusedLine('{'), /^fleet\.json: not valid JSON \(/);
   assert.match(refusedLine('{"name":"t1"}'), /^fleet\.json: must hold a JSON array of networks/);
   assert.is(refusedLine(file({ name: 't1', vni: 42, dev: 'eth1', remotes: fleet, mtu: 'big' })), 'fleet.json: network t1: --mtu "big": must be an integer from 68 to 65535');
-  assert.is(refusedLine(file({ name: 't1', vni: 42, dev: 'eth1', remote: fleet })), 'fleet.json: network t1: unknown field "remote" (fields: name, vni, dev, local, remotes, group, dstport, mtu, ttl, learning, libvirt, mode, bridge, vxlan)');
+  assert.is(refusedLine(file({ name: 't1', vni: 42, dev: 'eth1', remote: fleet })), 'fleet.json: network t1: unknown field "remote" (fields: name, vni, dev, local, remotes, group, dstport, mtu, ttl, learning, evpn, libvirt, mode, bridge, vxlan)');
   assert.is(refusedLine(file({ name: 'bad name', vni: 42 })), 'fleet.json: entry 1: network name "bad name": must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
   assert.match(refusedLine(file({ name: 't1', vni: 42, dev: 'eth1', remotes: fleet, mode: 'multicast' })), /^fleet\.json: network t1: field "mode" "multicast" does not match the definition, which makes it "unicast"/);
   assert.is(refusedLine(file(def('t1', 42), def('t1', 43))), 'fleet.json: network t1: defined more than once');

@@ -123,7 +123,7 @@ test('lost port flags or arp_accept are repaired in place, and status words them
 });
 
 test('other modes never touch port flags or sysctls', () => {
-  const p2p = validateDefinition({ name: 'ev', vni: 42, dev: 'ens47f1', remotes: ['192.168.8.101'] });
+  const p2p = validateDefinition({ name: 'ev', vni: 42, dev: 'ens47f1', local: '192.168.8.100', remotes: ['192.168.8.101'] });
   const steps = planEnsure(p2p, observed());
   assert.not.ok(steps.some((s) => s.op === 'set-port' || s.op === 'sysctl'));
 });
