@@ -4,7 +4,7 @@
 // asserts only that each measured state was reached.
 //
 //   npm run bench:evpn-scale                    16 and 32 hosts, 5 rounds each
-//   HOSTS=8,16 ROUNDS=3 npm run bench:evpn-scale
+//   HOSTS=8,16 ROUNDS=3 HEADEND_ROUNDS=1 npm run bench:evpn-scale
 //   PARTS=headend npm run bench:evpn-scale      only one half (evpn, headend)
 //
 // A simulated host is a network namespace `vxbench-<pid>-hN` on one underlay
@@ -42,6 +42,8 @@ import { median, quantile } from './stats.ts';
 
 const SIZES = (process.env.HOSTS ?? '16,32').split(',').map(Number);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
+/** Head-end rounds: each runs `vxvirt apply` 2n+2 times (n hosts one after the other, then all at once, both ways). */
+const HEADEND_ROUNDS = Number(process.env.HEADEND_ROUNDS ?? 2);
 /** PARTS=evpn or PARTS=headend: only that half. */
 const PARTS = (process.env.PARTS ?? 'evpn,headend').split(',');
 const ASN = 65000;
@@ -277,7 +279,7 @@ interface Figures {
   rrKiB: number;
   headSeq: number[];
   headPar: number[];
-  headSeqRemove: number[];
+  headParRemove: number[];
   applyEach: number[];
 }
 
@@ -299,7 +301,7 @@ async function measure(n: number): Promise<Figures> {
     // Head-end alone needs no FRR (and frr-config, no evpn network to take the address from).
     const sessionsUp = PARTS.includes('evpn') ? await bench.startFrr() : NaN;
     note(`${n} hosts: FRR up, ${n} sessions to the route reflector in ${(sessionsUp / 1000).toFixed(1)} s`);
-    const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodAfterHook: [], withdrawAfterHook: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headSeqRemove: [], applyEach: [] };
+    const f: Figures = { hosts: n, sessionsUp, bringUp: NaN, prepareMs: [], floodAll: [], floodAfterHook: [], withdrawAfterHook: [], floodFirst: [], macAll: [], withdrawAll: [], macGoneAll: [], releaseMs: [], zebraKiB: [], bgpdKiB: [], rrKiB: NaN, headSeq: [], headPar: [], headParRemove: [], applyEach: [] };
     if (PARTS.includes('evpn')) await evpnPart(bench, f);
     if (PARTS.includes('headend')) await headEndPart(bench, f, files);
     return f;
@@ -382,7 +384,7 @@ async function headEndPart(bench: Bench, f: Figures, files: Files): Promise<void
   await Promise.all(bench.hosts.map((h) => h.startGuest(101)));
   await waitFor(`every host to flood VNI 101 to the ${n - 1} others`, async () => (await Promise.all(bench.hosts.map((h) => h.floodDsts(101)))).every((d) => d.length === n - 1), { timeoutMs: 60_000 });
   const hasAbsent = async (want: boolean) => (await Promise.all(bench.hosts.map((h) => h.floodDsts(101)))).every((d) => d.includes(ABSENT) === want);
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < HEADEND_ROUNDS; round++) {
     // The file gains a peer; `vxvirt apply` on each host, one after the other (a fleet tool's loop).
     t = performance.now();
     for (const h of bench.hosts) {
@@ -393,15 +395,18 @@ async function headEndPart(bench: Bench, f: Figures, files: Files): Promise<void
     if (!(await hasAbsent(true))) throw new Error('apply on every host: not every host floods to the added peer');
     f.headSeq.push(performance.now() - t);
     t = performance.now();
-    for (const h of bench.hosts) await h.vxvirt('apply', files.base);
+    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
     if (!(await hasAbsent(false))) throw new Error('apply on every host: a host still floods to the removed peer');
-    f.headSeqRemove.push(performance.now() - t);
+    f.headParRemove.push(performance.now() - t);
     // The same, on all hosts at once.
     t = performance.now();
     await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.withPeer)));
     if (!(await hasAbsent(true))) throw new Error('apply on every host at once: not every host floods to the added peer');
     f.headPar.push(performance.now() - t);
+    t = performance.now();
     await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
+    if (!(await hasAbsent(false))) throw new Error('apply on every host at once: a host still floods to the removed peer');
+    f.headParRemove.push(performance.now() - t);
     note(`round ${round + 1}: a peer added on ${n} hosts one after the other ${f.headSeq.at(-1)!.toFixed(0)} ms, all at once ${f.headPar.at(-1)!.toFixed(0)} ms`);
   }
 }
@@ -465,7 +470,7 @@ for (const f of results) {
   row('EVPN: guest stops → its MAC gone on every other host', f.macGoneAll);
   row(`head-end: vxvirt apply of a file with one more peer, on one host (${f.hosts} peers, in use)`, f.applyEach);
   row(`head-end: a peer added: the file applied on ${f.hosts} hosts one after the other → every host floods to it`, f.headSeq);
-  row(`head-end: the same peer removed, one host after the other`, f.headSeqRemove);
+  row(`head-end: the same peer removed: the old file applied on ${f.hosts} hosts at once`, f.headParRemove);
   row(`head-end: a peer added: the file applied on ${f.hosts} hosts at once`, f.headPar);
 }
 out();
