@@ -61,13 +61,29 @@ function prefix(option: string, value: unknown): string {
 }
 
 /**
+ * For evpn networks defined without --local (the device then sends from the
+ * underlay's own address): that address, when their underlay devices have
+ * exactly one IPv4 address (else exactly one IPv6 address that is not
+ * link-local) between them; undefined when there is no such single choice.
+ */
+function underlayAddress(evpnDefs: readonly NetworkDefinition[], own: ReadonlyArray<{ dev: string; address: string }>): string | undefined {
+  const devs = new Set(evpnDefs.map((d) => d.dev));
+  const on = own.filter((a) => devs.has(a.dev) && !/^fe80:/i.test(a.address));
+  const v4 = [...new Set(on.filter((a) => isIP(a.address) === 4).map((a) => a.address))];
+  const v6 = [...new Set(on.filter((a) => isIP(a.address) === 6).map((a) => a.address))];
+  if (v4.length > 0) return v4.length === 1 ? v4[0] : undefined;
+  return v6.length === 1 ? v6[0] : undefined;
+}
+
+/**
  * Validate frr-config's options against this host's evpn networks and
  * addresses. The underlay address (update-source, and router-id over IPv4)
- * is --local, else the one --local the evpn networks share. A --neighbor or
+ * is --local, else the one --local the evpn networks share, else the one
+ * address of their underlay devices. A --neighbor or
  * --route-reflector that is one of this host's own addresses is skipped, so
  * the same list serves every host.
  */
-export function frrConfig(input: FrrConfigInput, evpnDefs: readonly NetworkDefinition[], ownAddresses: readonly string[]): FrrConfig {
+export function frrConfig(input: FrrConfigInput, evpnDefs: readonly NetworkDefinition[], ownAddresses: ReadonlyArray<{ dev: string; address: string }>): FrrConfig {
   const asnText = typeof input.asn === 'string' ? input.asn.trim() : input.asn;
   const asn = typeof asnText === 'string' && /^\d+$/.test(asnText) ? Number(asnText) : asnText;
   if (asn === undefined) throw new UsageError('--asn is required: the AS number every host of the fabric shares, e.g. --asn 65000');
@@ -93,7 +109,7 @@ export function frrConfig(input: FrrConfigInput, evpnDefs: readonly NetworkDefin
     if (locals.length > 1) {
       throw new UsageError(`the evpn networks have different --local addresses (${locals.join(', ')}): give the one BGP should use with --local`);
     }
-    updateSource = locals[0];
+    updateSource = locals[0] ?? underlayAddress(evpnDefs, ownAddresses);
   }
   let routerId: string;
   if (input.routerId !== undefined) {
@@ -104,12 +120,12 @@ export function frrConfig(input: FrrConfigInput, evpnDefs: readonly NetworkDefin
   } else {
     throw new UsageError(
       updateSource === undefined
-        ? 'no underlay address for BGP: give --local (this host\'s VTEP address) or define the evpn networks with --local'
+        ? "no underlay address for BGP: give --local (this host's VTEP address); the evpn networks have no --local, and their underlay devices no single address"
         : `the underlay address ${updateSource} is IPv6: give --router-id, an IPv4 address unique in the fabric`,
     );
   }
 
-  const own = new Set([...ownAddresses, ...(updateSource ? [updateSource] : [])]);
+  const own = new Set([...ownAddresses.map((a) => a.address), ...(updateSource ? [updateSource] : [])]);
   const peers = [...neighbors, ...reflectors];
   const dup = peers.find((p, i) => peers.indexOf(p) !== i);
   if (dup !== undefined) fail(neighbors.includes(dup) ? 'neighbor' : 'route-reflector', dup, 'is given more than once');

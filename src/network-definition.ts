@@ -1,5 +1,13 @@
 // A vxvirt network: what `define-network` records and what the hook builds.
 // Pure: validation, device names and MTU rules, no I/O.
+//
+// Validation is written out rather than declared in a schema library: most of
+// it is rules across fields (one flooding mode, one address family, local not
+// among the remotes) that a JSON schema cannot say and zod-like libraries say
+// only in callbacks, the type and range checks are already one line each, and
+// the error text is the one-line message the CLI prints. A schema library
+// would also load on every hook start (BENCHMARKS.md, "Libraries weighed for
+// the hook").
 import { isIP } from 'node:net';
 import { DefinitionError } from './errors.ts';
 

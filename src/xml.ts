@@ -10,6 +10,15 @@
 //
 // It reads what the hook gets on stdin, so its cost is bounded by the input:
 // linear time, and nesting limited to what libvirt itself can parse.
+//
+// Why not a library (saxes, the strict SAX parser, was tried): saxes checks
+// well-formedness but reports only a position that trails its state machine
+// (text is reported after the next "<", a start tag after its first space or
+// its ">", no offsets at all for attributes), so every node's start and end
+// and every attribute's span would have to be found again in the source, which
+// is most of parseXml below. Its bundle also loads measurably slower in the
+// hook, which runs on every VM start and stop (BENCHMARKS.md, "Libraries
+// weighed for the hook"). So the tokenizer stays here.
 
 export interface XmlAttribute {
   name: string;

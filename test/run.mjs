@@ -94,13 +94,18 @@ function filesOnDisk(suite) {
  * are reaped at once by it rather than late by this machine's PID 1, and
  * `virsh destroy` waits for that reaping.
  */
-function runDriver(suite, files) {
+function runDriver(suite, files, { capture = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vxvirt-test-report-'));
   const reportFile = join(dir, 'report.json');
   const driver = [process.execPath, '--import', 'tsx', '--import', './test/support/uvu-redirect.mjs', 'test/support/driver.mjs', reportFile, ...files];
   const argv = manifest.suites[suite].needs.includes('tini') ? ['tini', '-s', '--', ...driver] : driver;
   return new Promise((resolve) => {
-    const child = spawn(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', capture ? 'pipe' : 'inherit', capture ? 'pipe' : 'inherit'] });
+    const output = [];
+    if (capture) {
+      child.stdout.on('data', (d) => output.push(d));
+      child.stderr.on('data', (d) => output.push(d));
+    }
     child.on('close', (code, signal) => {
       let report;
       try {
@@ -109,9 +114,47 @@ function runDriver(suite, files) {
         report = undefined;
       }
       rmSync(dir, { recursive: true, force: true });
-      resolve({ code, signal, report });
+      resolve({ code, signal, report, output: Buffer.concat(output) });
     });
   });
+}
+
+/**
+ * A suite with `"parallel": N` in the manifest runs its files N at a time,
+ * each file in its own uvu process, longest first (by the `seconds` the
+ * manifest gives a file, else its number of tests), so that one long file does
+ * not end the run alone. Its output is printed whole when the file ends.
+ * The tests' namespaces, state directories and lab hosts are named per
+ * process, so files do not meet each other.
+ */
+async function runFilesInParallel(suite, files, declared, width) {
+  const weight = (f) => declared.get(f)?.seconds ?? declared.get(f)?.tests ?? 1;
+  const queue = [...files].sort((a, b) => weight(b) - weight(a));
+  const results = [];
+  const worker = async () => {
+    for (let f = queue.shift(); f !== undefined; f = queue.shift()) {
+      const started = Date.now();
+      const result = await runDriver(suite, [`test/${suite}/${f}`], { capture: true });
+      process.stdout.write(`\n-- ${suite}/${f} (${Math.round((Date.now() - started) / 1000)} s)\n`);
+      process.stdout.write(result.output);
+      results.push({ files: [f], ...result });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, files.length) }, worker));
+  return results;
+}
+
+/** The files that took longest, from the tests' own times: where a suite's time goes. */
+function slowest(suite, reports) {
+  const perFile = new Map();
+  for (const r of reports) {
+    for (const g of r?.groups ?? []) {
+      const ms = g.tests.reduce((a, t) => a + (t.ms ?? 0), 0);
+      perFile.set(g.file, (perFile.get(g.file) ?? 0) + ms);
+    }
+  }
+  const top = [...perFile].sort((a, b) => b[1] - a[1]).slice(0, 6);
+  if (top.length > 0) process.stdout.write(`${suite}: slowest files (test time): ${top.map(([f, ms]) => `${f.replace(`test/${suite}/`, '')} ${Math.round(ms / 1000)} s`).join(', ')}\n`);
 }
 
 const quote = (t) => `"${t.name}"`;
@@ -148,10 +191,22 @@ async function runSuite(suite) {
   }
   if (toRun.length === 0) return summary(suite, before);
 
-  const { code, signal, report } = await runDriver(suite, toRun.map((f) => `test/${suite}/${f}`));
+  const width = spec.parallel ?? 1;
+  const results =
+    width > 1
+      ? await runFilesInParallel(suite, toRun, declared, width)
+      : [{ files: toRun, ...(await runDriver(suite, toRun.map((f) => `test/${suite}/${f}`))) }];
+  for (const result of results) judge(suite, result, declared);
+  slowest(suite, results.map((r) => r.report));
+  return summary(suite, before);
+}
+
+/** Counts what one uvu process ran (all of a suite's files, or one of them). */
+function judge(suite, { files: toRun, code, signal, report }, declared) {
+  const where0 = toRun.length === 1 ? `${suite}/${toRun[0]}` : suite;
   if (!report) {
-    fail(`${suite}: the uvu process ended (${signal ?? `exit status ${code}`}) without a report: none of its tests counts`, toRun.reduce((a, f) => a + (declared.get(f)?.tests ?? 1), 0));
-    return summary(suite, before);
+    fail(`${where0}: the uvu process ended (${signal ?? `exit status ${code}`}) without a report: none of its tests counts`, toRun.reduce((a, f) => a + (declared.get(f)?.tests ?? 1), 0));
+    return;
   }
   const failedBefore = total(failures);
   for (const f of toRun) {
@@ -192,9 +247,8 @@ async function runSuite(suite) {
       }
     }
   }
-  if (report.execError) fail(`${suite}: uvu stopped early: ${report.execError}`);
-  if ((code !== 0 || signal) && total(failures) === failedBefore) fail(`${suite}: the uvu process ended with ${signal ?? `exit status ${code}`} although every test passed`);
-  return summary(suite, before);
+  if (report.execError) fail(`${where0}: uvu stopped early: ${report.execError}`);
+  if ((code !== 0 || signal) && total(failures) === failedBefore) fail(`${where0}: the uvu process ended with ${signal ?? `exit status ${code}`} although every test passed`);
 }
 
 const perSuite = [];

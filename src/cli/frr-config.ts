@@ -4,7 +4,6 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { frrConfig, readFrrTemplate, renderFrrConfig } from '../frr.ts';
 import * as iproute from '../iproute.ts';
-import { resolveForHost } from '../host-address.ts';
 import { floodingMode } from '../network-definition.ts';
 import * as store from '../store.ts';
 import { list, single } from './options.ts';
@@ -24,7 +23,7 @@ export const frrConfigCommand: CommandModule<object, Args> = {
   builder: (y: Argv) =>
     y
       .option('asn', { type: 'string', describe: 'the AS number every host of the fabric shares (iBGP), 1..4294967295' })
-      .option('local', { type: 'string', describe: "this host's underlay address, BGP's source (default: the evpn networks' --local, or without one their underlay device's address)" })
+      .option('local', { type: 'string', describe: "this host's underlay address, BGP's source (default: the evpn networks' --local, else their underlay's address)" })
       .option('router-id', { type: 'string', describe: 'BGP router ID, an IPv4 address (default: --local, when it is IPv4)' })
       .option('neighbor', { type: 'string', describe: "full mesh: another host's underlay address, repeated (this host's own addresses are left out)" })
       .option('route-reflector', { type: 'string', describe: 'a client: the route reflector(s) to peer with, instead of --neighbor' })
@@ -33,13 +32,8 @@ export const frrConfigCommand: CommandModule<object, Args> = {
       .example('$0 frr-config --asn 65000 --route-reflector 192.168.8.1', 'a host that peers only with the route reflector')
       .example('$0 frr-config --asn 65000 --local 192.168.8.1 --reflector-for 192.168.8.0/24', "the route reflector's own part") as unknown as Argv<Args>,
   handler: async (argv: ArgumentsCamelCase<Args>) => {
-    const addresses = await iproute.readAddresses();
-    // A network defined without --local sends from this host's address on its underlay: so does BGP.
-    const evpn = store
-      .loadDefinitions()
-      .defs.filter((d) => floodingMode(d) === 'evpn')
-      .map((d) => (d.local === undefined ? resolveForHost(d, addresses) : d));
-    const own = addresses.map((a) => a.address);
+    const evpn = store.loadDefinitions().defs.filter((d) => floodingMode(d) === 'evpn');
+    const own = await iproute.readAddresses();
     const config = frrConfig(
       {
         asn: single('asn', argv.asn),

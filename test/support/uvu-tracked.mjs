@@ -34,8 +34,10 @@ function track(real, title) {
   };
   const wrap = (entry, handler) => async (ctx) => {
     entry.state = 'running';
+    const started = performance.now();
     try {
       await handler(ctx);
+      entry.ms = Math.round(performance.now() - started);
       entry.state = 'passed';
     } catch (err) {
       if (partial && err?.missingPrerequisite) {
@@ -44,6 +46,7 @@ function track(real, title) {
         process.stdout.write(`\n  skipped "${entry.name}": ${entry.reason}\n`);
         return;
       }
+      entry.ms = Math.round(performance.now() - started);
       entry.state = 'failed';
       entry.reason = firstLine(err);
       throw err;

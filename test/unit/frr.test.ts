@@ -28,7 +28,10 @@ function throws(fn: () => unknown, kind: typeof UsageError | typeof DefinitionEr
 
 test('full mesh: the same neighbor list on every host, this host left out; router-id and source from the networks\' --local', () => {
   const all = ['192.168.8.100', '192.168.8.101', '192.168.8.102'];
-  const config = frrConfig(input({ neighbors: all }), [ev('192.168.8.100')], ['127.0.0.1', '192.168.8.100']);
+  const config = frrConfig(input({ neighbors: all }), [ev('192.168.8.100')], [
+    { dev: 'lo', address: '127.0.0.1' },
+    { dev: 'ens47f1', address: '192.168.8.100' },
+  ]);
   assert.equal(config, {
     asn: 65000,
     routerId: '192.168.8.100',
@@ -72,6 +75,20 @@ test('route reflector: clients peer with it; it listens on a prefix and reflects
   assert.match(rr, /^  neighbor vxvirt route-reflector-client$/m);
   assert.match(rr, /^  advertise-all-vni$/m);
   assert.not.match(rr, /^ neighbor \d/m, 'no fixed neighbor: clients connect to it');
+});
+
+test('networks without --local: the one address of their underlay device; none or several is refused', () => {
+  const own = [
+    { dev: 'lo', address: '127.0.0.1' },
+    { dev: 'ens47f1', address: 'fe80::1' },
+    { dev: 'ens47f1', address: '192.168.8.100' },
+    { dev: 'eth9', address: '10.9.9.9' },
+  ];
+  const c = frrConfig(input({ neighbors: ['192.168.8.100', '192.168.8.101'] }), [ev()], own);
+  assert.equal([c.routerId, c.updateSource, c.neighbors, c.skipped], ['192.168.8.100', '192.168.8.100', ['192.168.8.101'], ['192.168.8.100']]);
+  throws(() => frrConfig(input({ neighbors: ['192.168.8.101'] }), [ev()], [...own, { dev: 'ens47f1', address: '192.168.8.200' }]), UsageError, /^no underlay address for BGP/);
+  const v6 = frrConfig(input({ neighbors: ['fd00::2'], routerId: '10.0.0.1' }), [ev()], [{ dev: 'ens47f1', address: 'fe80::1' }, { dev: 'ens47f1', address: 'fd00::1' }]);
+  assert.is(v6.updateSource, 'fd00::1');
 });
 
 test('IPv6 underlay: the router-id must be given; an explicit --local wins over the networks\'', () => {
