@@ -346,6 +346,8 @@ export interface LabOptions {
 
 export class Lab {
   readonly hosts: Host[] = [];
+  /** Namespaces on the underlay without libvirt (a BGP route reflector), see addRouter. */
+  readonly routers: Router[] = [];
   readonly switchNs: string;
   readonly dir: string;
   image!: GuestImage;
@@ -387,7 +389,7 @@ export class Lab {
     const state: LabState = {
       id: this.id,
       owner: process.pid,
-      netns: [this.switchNs, ...this.hosts.map((h) => h.netns)],
+      netns: [this.switchNs, ...this.hosts.map((h) => h.netns), ...this.routers.map((r) => r.netns)],
       created: new Date(this.startedAt).toISOString(),
     };
     writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state, null, 2) + '\n');
@@ -435,6 +437,28 @@ export class Lab {
     );
   }
 
+  /**
+   * Another namespace on the underlay, `vxlab-<lab>-NAME`, with `ens47f1` at
+   * `ip`/24 and nothing running (no libvirt): a route reflector's place. It
+   * is part of the lab: its processes are killed and it is removed with it.
+   */
+  async addRouter(name: string, ip: string): Promise<Router> {
+    if (!/^[a-z0-9]{1,6}$/.test(name)) throw new Error(`bad router name ${name}`);
+    const r = new Router(this, name, ip);
+    this.routers.push(r);
+    this.saveState();
+    mkdirSync(r.dir, { recursive: true });
+    const sh = async (cmd: string[]) => run(cmd, { check: true });
+    await sh(['ip', 'netns', 'add', r.netns]);
+    const port = `p-${name}`;
+    await sh(['ip', '-n', this.switchNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', UNDERLAY_DEV, 'netns', r.netns]);
+    await sh(['ip', '-n', this.switchNs, 'link', 'set', port, 'master', 'br0', 'up']);
+    await sh(['ip', '-n', r.netns, 'link', 'set', 'lo', 'up']);
+    await sh(['ip', '-n', r.netns, 'addr', 'add', `${ip}/24`, 'dev', UNDERLAY_DEV]);
+    await sh(['ip', '-n', r.netns, 'link', 'set', UNDERLAY_DEV, 'up']);
+    return r;
+  }
+
   host(i: number): Host {
     const h = this.hosts[i - 1];
     if (!h) throw new Error(`no host ${i}`);
@@ -473,7 +497,7 @@ export class Lab {
     if (this.destroyed) return;
     this.destroyed = true;
     activeLabs.delete(this);
-    teardownSync([...this.hosts.map((h) => h.netns), this.switchNs], this.dir, this.log);
+    teardownSync([...this.hosts.map((h) => h.netns), ...this.routers.map((r) => r.netns), this.switchNs], this.dir, this.log);
     try {
       if (readdirSync(STATE_ROOT).length === 0) rmSync(STATE_ROOT, { recursive: true, force: true });
     } catch {
@@ -493,6 +517,26 @@ function annotate(err: unknown, what: string, diag: string): Error {
 }
 
 // ---------------------------------------------------------------------------
+
+/** A namespace on the lab's underlay that runs no libvirt (Lab.addRouter). */
+export class Router {
+  readonly netns: string;
+  readonly dir: string;
+
+  constructor(
+    readonly lab: Lab,
+    readonly name: string,
+    readonly ip: string,
+  ) {
+    this.netns = `${NETNS_PREFIX}${lab.id}-${name}`;
+    this.dir = join(lab.dir, name);
+  }
+
+  /** Run a command in the namespace (`ip netns exec`: the machine's mounts, its own /sys). */
+  exec(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
+    return run(['ip', 'netns', 'exec', this.netns, ...cmd], { env: DAEMON_ENV, ...opts }).then((r) => ({ ...r, cmd }));
+  }
+}
 
 export class Host {
   readonly name: string;
