@@ -6,6 +6,7 @@
 // Changes to an existing network are redefine's (redefine.ts planRedefine):
 // the same rules say what a network in use can take in place.
 import { DefinitionError } from './errors.ts';
+import { parseJson } from './formats.ts';
 import {
   bridgeName,
   checkNoConflict,
@@ -31,13 +32,7 @@ const DERIVED_KEYS = ['mode', 'bridge', 'vxlan'] as const;
  * host lacks, and the host's choice for one it has (see planApply).
  */
 export function parseNetworkFile(text: string, source: string): NetworkDefinition[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    const why = (err as Error).message.replace(/[\x00-\x1f]/g, (c) => JSON.stringify(c).slice(1, -1));
-    throw new DefinitionError(`${source}: not valid JSON (${why})`);
-  }
+  const raw = parseJson(text, source);
   if (!Array.isArray(raw)) throw new DefinitionError(`${source}: must hold a JSON array of networks, as \`vxvirt list-networks --json\` prints`);
   const defs: NetworkDefinition[] = [];
   raw.forEach((entry: unknown, i) => {

@@ -100,17 +100,21 @@ export function stamped<T extends object>(format: Format, fields: T): { version:
   return { version: currentVersion(format), ...fields };
 }
 
-/** A JSON object, or one DefinitionError line naming the file. */
-export function parseObject(text: string, source: string): Raw {
-  let raw: unknown;
+/** Any JSON value, or one DefinitionError line naming the file. */
+export function parseJson(text: string, source: string): unknown {
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     // V8 quotes the file's text in its message: escape control characters
     // (a newline, a NUL) so the message stays one printable line.
     const why = (err as Error).message.replace(/[\x00-\x1f]/g, (c) => JSON.stringify(c).slice(1, -1));
     throw new DefinitionError(`${source}: not valid JSON (${why})`);
   }
+}
+
+/** A JSON object, or one DefinitionError line naming the file. */
+export function parseObject(text: string, source: string): Raw {
+  const raw = parseJson(text, source);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new DefinitionError(`${source}: must hold a JSON object`);
   }
