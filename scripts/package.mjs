@@ -44,9 +44,18 @@ if (!/^[0-9][A-Za-z0-9.+~-]*$/.test(version)) {
 const MAINTAINER = 'vxvirt maintainers <maintainers@users.noreply.r-seed-e4f8f13d.example>';
 const run = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { cwd: root, encoding: 'utf8', ...opts });
 
-// The commit's time, so that the same commit builds the same package.
-const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? run('git', ['log', '-1', '--format=%ct']).trim());
-const commit = run('git', ['rev-parse', '--short', 'HEAD']).trim();
+/** git's answer, or undefined where there is no git or no repository (a source tarball). */
+const git = (argv) => {
+  try {
+    return run('git', argv, { stdio: ['ignore', 'pipe', 'ignore'] }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+};
+// The commit's time, so that the same commit builds the same package; without
+// git, package.json's (the version's) time.
+const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? git(['log', '-1', '--format=%ct']) ?? Math.floor(statSync(join(root, 'package.json')).mtimeMs / 1000));
+const commit = git(['rev-parse', '--short', 'HEAD']);
 
 const stage = mkdtempSync(join(tmpdir(), 'vxvirt-deb-'));
 chmodSync(stage, 0o755); // it becomes the package's /
@@ -142,7 +151,7 @@ try {
   mkdirSync(out, { recursive: true });
   const deb = join(out, `vxvirt_${version}_all.deb`);
   run('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb], { env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) }, stdio: ['ignore', 'ignore', 'inherit'] });
-  console.log(`${relative(process.cwd(), deb) || deb} (${statSync(deb).size} bytes, installed ${installedKiB} KiB, from ${commit})`);
+  console.log(`${relative(process.cwd(), deb) || deb} (${statSync(deb).size} bytes, installed ${installedKiB} KiB, from ${commit ?? 'a source tree without git'})`);
 } finally {
   rmSync(stage, { recursive: true, force: true });
 }
@@ -240,5 +249,5 @@ function bundledPackages(meta) {
 /** changelog.Debian: one entry for this version. */
 function changelog() {
   const date = new Date(epoch * 1000).toUTCString().replace(/GMT$/, '+0000'); // RFC 5322, as dpkg wants it
-  return [`vxvirt (${version}) unstable; urgency=medium`, '', `  * Built from vxvirt's source at commit ${commit}.`, '', ` -- ${MAINTAINER}  ${date}`, ''].join('\n');
+  return [`vxvirt (${version}) unstable; urgency=medium`, '', commit ? `  * Built from vxvirt's source at commit ${commit}.` : "  * Built from vxvirt's source.", '', ` -- ${MAINTAINER}  ${date}`, ''].join('\n');
 }
