@@ -17,7 +17,7 @@ import { join, relative } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bridgeNic, domainXml, must, repo, TestHost, type Result } from '../support/netns.ts';
-import { defineNetworks, emptyTally, leftovers, NETWORKS, storm } from '../support/storm.ts';
+import { defineNetworks, emptyTally, leftovers, NETWORKS, run as runAsync, storm } from '../support/storm.ts';
 
 const DOMAINS = 24;
 const ROUNDS = 2;
@@ -25,31 +25,19 @@ const WORKERS = 10;
 /** The storm must outlast this many swaps; it is made longer (more rounds) until it does. */
 const MIN_SWAPS = 6;
 
-/** A process in the background, its output collected. */
-function runAsync(cmd: string, args: readonly string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr }));
-  });
+/** Point the host's /etc/libvirt/hooks/qemu at another installation. */
+function useInstallation(host: TestHost, root: string): void {
+  rmSync(host.hookPath);
+  symlinkSync(join(root, 'hooks/qemu'), host.hookPath);
 }
 
-/** An installation directory with hooks/qemu and its package.json (dist/ is ESM), but no dist/ yet. */
+/** An installation directory with hooks/qemu and its package.json (dist/cli.js is ESM), but no dist/ yet. */
 function installRoot(parent: string): string {
   const root = join(parent, 'vxvirt');
   mkdirSync(join(root, 'hooks'), { recursive: true });
   copyFileSync(join(repo, 'hooks/qemu'), join(root, 'hooks/qemu'));
   writeFileSync(join(root, 'package.json'), '{ "type": "module" }\n');
   return root;
-}
-
-/** Point the host's /etc/libvirt/hooks/qemu at another installation. */
-function useInstallation(host: TestHost, root: string): void {
-  rmSync(host.hookPath);
-  symlinkSync(join(root, 'hooks/qemu'), host.hookPath);
 }
 
 /** `node scripts/build.mjs --outdir ROOT/dist --version V`, as `npm run build` runs it. */
