@@ -17,7 +17,7 @@ import { join, relative } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bridgeNic, domainXml, must, repo, TestHost, type Result } from '../support/netns.ts';
-import { defineNetworks, emptyTally, leftovers, NETWORKS, run as runAsync, storm } from '../support/storm.ts';
+import { defineNetworks, emptyTally, leftovers, NETWORKS, run as runAsync, storm, type Tally } from '../support/storm.ts';
 
 const DOMAINS = 24;
 const ROUNDS = 2;
@@ -46,6 +46,42 @@ const build = (root: string, version: string) => runAsync(process.execPath, [joi
 /** The version a built hook bundle says it is. */
 function bundleVersion(root: string): string | undefined {
   return /VERSION = "([^"]+)"/.exec(readFileSync(join(root, 'dist/hook.cjs'), 'utf8'))?.[1];
+}
+
+/**
+ * A storm of guest starts and stops while `swap(i)` replaces the code, again
+ * and again until the storm ends: at least ROUNDS rounds, and more until
+ * MIN_SWAPS swaps happened during it. `swap` says what went wrong, if anything.
+ */
+async function stormWhileSwapping(host: TestHost, tally: Tally, swap: (i: number) => Promise<string | undefined>) {
+  const swaps: number[] = [];
+  const swapErrors: string[] = [];
+  let stormDone = false;
+  const swapper = async (): Promise<void> => {
+    for (let i = 1; !stormDone; i++) {
+      const error = await swap(i);
+      if (error !== undefined) swapErrors.push(error);
+      else swaps.push(Date.now());
+    }
+  };
+  const started = Date.now();
+  let rounds = 0;
+  const stormer = async (): Promise<void> => {
+    do {
+      await storm(host, DOMAINS, ROUNDS, WORKERS, tally);
+      rounds += ROUNDS;
+    } while (swaps.length < MIN_SWAPS && rounds < 10 * ROUNDS);
+    stormDone = true;
+  };
+  await Promise.all([swapper(), stormer()]);
+  const stormEnd = Math.max(...tally.hookRuns.map(([, end]) => end));
+  return {
+    rounds,
+    seconds: (Date.now() - started) / 1000,
+    swapErrors,
+    swapsDuring: swaps.filter((t) => t <= stormEnd).length,
+    acrossSwap: tally.hookRuns.filter(([start, end]) => swaps.some((t) => t >= start && t <= end)).length,
+  };
 }
 
 const it = suite<{ dir: string; hosts: TestHost[] }>('upgrade');
@@ -107,33 +143,13 @@ it(`build over build: npm run build's swaps, two versions alternating, under ${D
   defineNetworks(host);
 
   const tally = emptyTally();
-  const swaps: number[] = [];
-  const swapErrors: string[] = [];
-  let stormDone = false;
-  const swapper = async (): Promise<void> => {
-    for (let i = 1; !stormDone; i++) {
-      const version = versions[i % 2]!;
-      const r = await build(root, version);
-      if (r.status !== 0) swapErrors.push(`build ${version}: ${r.stderr.trim()}`);
-      else if (bundleVersion(root) !== version) swapErrors.push(`after building ${version}, dist/hook.cjs says ${bundleVersion(root)}`);
-      else swaps.push(Date.now());
-    }
-  };
-  const started = Date.now();
-  let rounds = 0;
-  const stormer = async (): Promise<void> => {
-    // At least ROUNDS rounds, and more until MIN_SWAPS swaps happened during the storm.
-    do {
-      await storm(host, DOMAINS, ROUNDS, WORKERS, tally);
-      rounds += ROUNDS;
-    } while (swaps.length < MIN_SWAPS && rounds < 10 * ROUNDS);
-    stormDone = true;
-  };
-  await Promise.all([swapper(), stormer()]);
-  const seconds = (Date.now() - started) / 1000;
-  const stormEnd = Math.max(...tally.hookRuns.map(([, end]) => end));
-  const swapsDuring = swaps.filter((t) => t <= stormEnd).length;
-  const acrossSwap = tally.hookRuns.filter(([start, end]) => swaps.some((t) => t >= start && t <= end)).length;
+  const { rounds, seconds, swapErrors, swapsDuring, acrossSwap } = await stormWhileSwapping(host, tally, async (i) => {
+    const version = versions[i % 2]!;
+    const r = await build(root, version);
+    if (r.status !== 0) return `build ${version}: ${r.stderr.trim()}`;
+    if (bundleVersion(root) !== version) return `after building ${version}, dist/hook.cjs says ${bundleVersion(root)}`;
+    return undefined;
+  });
   const left = leftovers(host);
   console.log(
     `  build over build: ${tally.prepares} prepares, ${tally.releases} releases (${DOMAINS} guests x ${rounds} rounds, ${WORKERS} at a time) during ${swapsDuring} swaps in ${seconds.toFixed(1)} s; ` +
@@ -227,32 +243,13 @@ it(`package over package: dpkg -i of one package over the other, back and forth,
     defineNetworks(host);
 
     const tally = emptyTally();
-    const swaps: number[] = [];
-    const swapErrors: string[] = [];
-    let stormDone = false;
-    const swapper = async (): Promise<void> => {
-      for (let i = 1; !stormDone; i++) {
-        const want = ['0.1.0', '0.1.1'][i % 2]!;
-        const r = await dpkg(debs[i % 2]!);
-        if (r.status !== 0) swapErrors.push(`dpkg -i ${debs[i % 2]}: ${r.stderr.trim()}`);
-        else if (bundleVersion(lib) !== want) swapErrors.push(`after installing ${want}, dist/hook.cjs says ${bundleVersion(lib)}`);
-        else swaps.push(Date.now());
-      }
-    };
-    const started = Date.now();
-    let rounds = 0;
-    const stormer = async (): Promise<void> => {
-      do {
-        await storm(host, DOMAINS, ROUNDS, WORKERS, tally);
-        rounds += ROUNDS;
-      } while (swaps.length < MIN_SWAPS && rounds < 10 * ROUNDS);
-      stormDone = true;
-    };
-    await Promise.all([swapper(), stormer()]);
-    const seconds = (Date.now() - started) / 1000;
-    const stormEnd = Math.max(...tally.hookRuns.map(([, end]) => end));
-    const swapsDuring = swaps.filter((t) => t <= stormEnd).length;
-    const acrossSwap = tally.hookRuns.filter(([start, end]) => swaps.some((t) => t >= start && t <= end)).length;
+    const { rounds, seconds, swapErrors, swapsDuring, acrossSwap } = await stormWhileSwapping(host, tally, async (i) => {
+      const want = ['0.1.0', '0.1.1'][i % 2]!;
+      const r = await dpkg(debs[i % 2]!);
+      if (r.status !== 0) return `dpkg -i ${debs[i % 2]}: ${r.stderr.trim()}`;
+      if (bundleVersion(lib) !== want) return `after installing ${want}, dist/hook.cjs says ${bundleVersion(lib)}`;
+      return undefined;
+    });
     const left = leftovers(host);
     console.log(
       `  package over package: ${tally.prepares} prepares, ${tally.releases} releases (${DOMAINS} guests x ${rounds} rounds, ${WORKERS} at a time) during ${swapsDuring} dpkg -i in ${seconds.toFixed(1)} s; ` +
