@@ -2,6 +2,7 @@
 // unless asked to (`check`), and a synchronous flavour for cleanup paths that
 // must work inside 'exit' and signal handlers.
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 export interface RunResult {
   cmd: string[];
@@ -126,5 +127,16 @@ export async function waitFor<T>(
     if (v !== undefined && v !== false) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
+  }
+}
+
+/** Whether process `pid` still runs (a zombie or a dead process does not). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
   }
 }

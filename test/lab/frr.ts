@@ -18,7 +18,7 @@
 // every process of its namespaces anyway, so a failed run leaves nothing.
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { sleepSync, waitFor, type RunResult } from './exec.ts';
+import { alive, sleepSync, waitFor, type RunResult } from './exec.ts';
 import type { Host, Router } from './lab.ts';
 
 export const ZEBRA = '/usr/lib/frr/zebra';
@@ -65,16 +65,6 @@ export interface FrrPlace {
   runDirOutside: string;
   /** Where frr.conf is written, the same path inside and outside. */
   confPath: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
 }
 
 export class Frr {

@@ -45,7 +45,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run, runSync, sleep, sleepSync, waitFor, shellQuote, indent, describeExit, type RunResult, type RunOptions } from './exec.ts';
+import { alive, run, runSync, sleep, sleepSync, waitFor, shellQuote, indent, describeExit, type RunResult, type RunOptions } from './exec.ts';
 import { ensureGuestImage, CACHE_ROOT, type GuestImage } from './image.ts';
 import { daemonConfigFiles, daemonSet, ensureDaemonBinaries, qemuConfExtra, type DaemonMode, type DaemonName, type DaemonSet, type DaemonSpec } from './daemons.ts';
 
@@ -104,16 +104,6 @@ function pidsInNetns(inodes: Set<number>): number[] {
     }
   }
   return pids;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
 }
 
 function killAndWait(pids: number[], graceMs: number): void {
