@@ -15,6 +15,13 @@ import type { NetworkDefinition } from './network-definition.ts';
 export interface HookIo {
   readStdin(): Promise<string>;
   error(line: string): void;
+  /**
+   * libvirt does not wait for this run: hooks/qemu started it in the
+   * background for a release, holding the host lock for it. Nothing is then
+   * handed on to a detached process (there is no lock descriptor here to
+   * hand on, and no one to return to early).
+   */
+  background?: boolean;
 }
 
 /** Keys of the domains recorded under this name (for a release whose XML cannot be read). */
@@ -77,7 +84,7 @@ export async function runHook(argv: readonly string[], io: HookIo, fx: Effects =
       if (operation === 'release end' && name) for (const key of domainKeysNamed(name, fx)) await releaseDomain(key, fx);
       throw err;
     }
-    if (operation === 'release end') await releaseDomain(domain.key, fx, { detach: true });
+    if (operation === 'release end') await releaseDomain(domain.key, fx, { detach: !io.background });
     else {
       const defs = definitionsFor(domain, fx);
       // reconnect: libvirtd restarted with this domain running.

@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
 import { warn } from './errors.ts';
 
-export type Action = 'created' | 'deleted' | 'repaired' | 'user-added' | 'user-removed' | 'nic-added' | 'nic-removed' | 'peers-changed' | 'redefined' | 'defined' | 'undefined';
+export type Action = 'created' | 'deleted' | 'repaired' | 'user-added' | 'user-removed' | 'nic-added' | 'nic-removed' | 'peers-changed' | 'redefined' | 'defined' | 'undefined' | 'warning' | 'failed';
 
 export type LogValue = string | number | boolean | readonly string[] | undefined;
 

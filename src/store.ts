@@ -17,6 +17,8 @@
 //                             a killed release is finished by the next hook run
 //                             that takes the lock
 //     lock                    flock(2)ed by whoever changes users or devices
+//                             (or by the shell of hooks/qemu for the node
+//                             it runs in the background: lockHeldByParent)
 //
 // Writes are atomic (temp file + rename), so a crash never leaves a half-written
 // file. The hook runs as root, so like sshd's StrictModes it refuses files and
@@ -40,6 +42,7 @@ import {
   readlinkSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeSync,
   type Stats,
@@ -112,6 +115,8 @@ function ensureStateDir(): string {
   const dir = stateDir();
   if (stateReady) return dir;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // hooks/qemu journals a release into it from sh (a rename: it cannot create it).
+  mkdirSync(releasingDir(), { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new DefinitionError(`state directory ${dir} is not a directory`);
   checkTrusted(dir, st);
@@ -484,6 +489,7 @@ export function heldLockFd(): number {
 export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Promise<T> {
   // 0700 dir, 0600 file: anyone who can open the lock file can hold the lock (flock needs no write access).
   const path = join(ensureStateDir(), 'lock');
+  if (lockHeldByParent(path)) return withParentsLock(path, holder, fn);
   const timeout = lockTimeoutSeconds();
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   try {
@@ -516,6 +522,49 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
     heldLock = undefined;
     closeSync(fd);
   }
+}
+
+/**
+ * Whether the parent process holds the host lock for this one: hooks/qemu
+ * takes it on its descriptor N before it journals a release, then runs node
+ * in the background with VXVIRT_LOCK_HELD_BY_PARENT=N (and without fd N) and
+ * waits for it, so the lock is held from the journal to the end of the
+ * release while no child of node (a detached logger) can ever hold it.
+ * Honoured once per process (the variable is removed: node's children do not
+ * see it), and only if the parent's descriptor N is this lock file, locked
+ * exclusively: the kernel says so in /proc/PPID/fdinfo/N.
+ */
+function lockHeldByParent(path: string): boolean {
+  const fd = process.env.VXVIRT_LOCK_HELD_BY_PARENT;
+  if (fd === undefined) return false;
+  delete process.env.VXVIRT_LOCK_HELD_BY_PARENT;
+  if (!/^[0-9]{1,4}$/.test(fd)) return false;
+  try {
+    const theirs = statSync(`/proc/${process.ppid}/fd/${fd}`);
+    const ours = lstatSync(path);
+    if (!ours.isFile() || theirs.dev !== ours.dev || theirs.ino !== ours.ino) return false;
+    // `lock:\t1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`; a waiter's line has "->" before FLOCK.
+    return /^lock:\s+\d+: FLOCK\s+ADVISORY\s+WRITE\s/m.test(readFileSync(`/proc/${process.ppid}/fdinfo/${fd}`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function withParentsLock<T>(path: string, holder: string, fn: () => Promise<T>): Promise<T> {
+  // Say who works under it, for the timeout message of whoever waits next.
+  try {
+    const fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
+    try {
+      ftruncateSync(fd, 0);
+      writeSync(fd, `pid ${process.pid}: ${holder} (background, for pid ${process.ppid})\n`, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // only for messages
+  }
+  // heldLockFd() stays unset: there is no descriptor here to hand on.
+  return fn();
 }
 
 /**
