@@ -360,6 +360,21 @@ export function endSession(): void {
 const isJson = (line: string): boolean => line.startsWith('[');
 const MISSING = [/^Device ".*" does not exist\.$/, /^Error: argument ".*" is wrong: Device does not exist$/, /^Cannot find device ".*"$/];
 const isBatchNoise = (line: string): boolean => /^Command failed -:\d+$/.test(line);
+/** A dump (a listing) the kernel cut short because the list changed meanwhile (NLM_F_DUMP_INTR): ask again. */
+const isInterruptedDump = (line: string): boolean => line === 'Dump was interrupted and may be inconsistent.';
+const DUMP_ATTEMPTS = 5;
+
+/**
+ * One read through the session; a dump that the kernel reports interrupted
+ * (devices or addresses added meanwhile: a host starting many guests at
+ * once) is read again, up to DUMP_ATTEMPTS times in all.
+ */
+async function readCommand(ip: IpSession, command: string): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    const lines = await ip.command(command);
+    if (!lines.some(isInterruptedDump) || attempt === DUMP_ATTEMPTS) return lines;
+  }
+}
 
 /** What to read: devices by name, the ports of bridges, the flood entries of vxlan devices. */
 export interface ObserveQuery {
@@ -392,7 +407,7 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
   const ip = startSession();
   const links = new Map<string, Link>();
   const read = async (commands: string[]): Promise<void> => {
-    const answers = await Promise.all(commands.map((c) => ip.command(c)));
+    const answers = await Promise.all(commands.map((c) => readCommand(ip, c)));
     answers.forEach((lines, i) => {
       const errors = lines.filter((l) => !isJson(l) && !isBatchNoise(l));
       const unexpected = errors.filter((l) => !MISSING.some((re) => re.test(l)));
@@ -414,7 +429,7 @@ async function observeOnce(query: ObserveQuery): Promise<Observed> {
     // `to 0.0.0.0/0` (`::/0`) keeps only devices with an address of that
     // family: the answer grows with the host's addresses, not its devices.
     const command = `addr show to ${query.addresses === 4 ? '0.0.0.0/0' : '::/0'}`;
-    const lines = await ip.command(command);
+    const lines = await readCommand(ip, command);
     const errors = lines.filter((l) => !isJson(l) && !isBatchNoise(l));
     if (errors.length > 0) throw new ToolError(`${errors.join('; ')} (at 'ip ${command}')`);
     observed.addresses = lines.filter(isJson).flatMap(parseAddresses);
