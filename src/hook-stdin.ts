@@ -3,10 +3,42 @@
 // first load node's stream and net modules, several milliseconds on every VM
 // start and stop. Past the cap nothing more is read; the writer gets EPIPE,
 // which libvirt ignores.
-import { readSync } from 'node:fs';
+//
+// hooks/qemu and hooks/network pass what they read from libvirt in the
+// environment instead (VXVIRT_HOOK_INPUT, up to 64 KiB: sh then execs node
+// rather than piping to it). It is read back from /proc/self/environ as
+// bytes, so the strict UTF-8 check is the same, and taken out of
+// process.env: the hook's children do not get it.
+import { readFileSync, readSync } from 'node:fs';
 import { decodeDomainXml, MAX_DOMAIN_XML_BYTES, tooLarge } from './domain-xml.ts';
 
-export function readStdinSync(source: string): string {
+const INPUT_VARIABLE = 'VXVIRT_HOOK_INPUT';
+
+/**
+ * The bytes of VXVIRT_HOOK_INPUT as this process got it, or undefined
+ * without one; taken out of process.env, so call it before starting any
+ * child process.
+ */
+export function takeInputFromEnvironment(): Buffer | undefined {
+  if (process.env[INPUT_VARIABLE] === undefined) return undefined;
+  delete process.env[INPUT_VARIABLE];
+  const environ = readFileSync('/proc/self/environ');
+  const prefix = Buffer.from(`${INPUT_VARIABLE}=`);
+  for (let start = 0; start < environ.length; ) {
+    let end = environ.indexOf(0, start);
+    if (end < 0) end = environ.length;
+    if (environ.subarray(start, start + prefix.length).equals(prefix)) return environ.subarray(start + prefix.length, end);
+    start = end + 1;
+  }
+  return undefined;
+}
+
+/** The hook's input: `given` (takeInputFromEnvironment) if there is one, else stdin. */
+export function readStdinSync(source: string, given?: Buffer): string {
+  if (given !== undefined) {
+    if (given.length > MAX_DOMAIN_XML_BYTES) throw tooLarge(source);
+    return decodeDomainXml(given, source);
+  }
   const chunks: Buffer[] = [];
   const buf = Buffer.allocUnsafe(1 << 16);
   let size = 0;

@@ -207,30 +207,85 @@ interface Pending {
   reject(err: Error): void;
 }
 
+/**
+ * The host lock, taken by the session's own process before it becomes ip:
+ * the hook's lock descriptor (store.openHostLockEarly) is the child's fd 3,
+ * flock(1) locks that open file description — so the lock belongs to the
+ * hook, as if it had run flock(1) itself — and the shell then execs ip
+ * without it. One process start instead of two (each costs the hook a fork
+ * of node: BENCHMARKS.md); the lock is taken while node reads its stdin.
+ */
+export interface SessionLock {
+  fd: number;
+  timeoutSeconds: number;
+}
+
+/** flock(1)'s exit status when the lock stayed taken until the timeout (`-E`), as in store.ts. */
+export const LOCK_CONFLICT_STATUS = 75;
+
 /** One long-lived `ip -d -j -force -batch -`, answering one command at a time. */
 export class IpSession {
   private readonly child: ChildProcess;
   private readonly queue: Pending[] = [];
   private partial = '';
   private failure: Error | undefined;
+  private exitStatus: number | null | undefined;
+  private waitingForLock: boolean;
+  /** Resolves once the session holds the host lock (a session started with one). */
+  readonly locked: Promise<void> | undefined;
 
   /** ip has exited (it does on some errors even with -force); the next startSession() starts another. */
   get failed(): boolean {
     return this.failure !== undefined;
   }
 
-  constructor() {
-    this.child = spawn('sh', ['-c', 'exec ip -d -j -force -batch - 2>&1'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  /** How the session's process ended, once it has (LOCK_CONFLICT_STATUS: the lock was not free in time). */
+  get status(): number | null | undefined {
+    return this.exitStatus;
+  }
+
+  constructor(lock?: SessionLock) {
+    const script = lock
+      ? `flock -w ${Number(lock.timeoutSeconds)} -E ${LOCK_CONFLICT_STATUS} 3 || exit; exec ip -d -j -force -batch - 2>&1 3<&-`
+      : 'exec ip -d -j -force -batch - 2>&1';
+    // Its own process group with a lock: abandon() stops the shell and the flock(1) it waits in.
+    this.child = spawn('sh', ['-c', script], { stdio: lock ? ['pipe', 'pipe', 'ignore', lock.fd] : ['pipe', 'pipe', 'ignore'], detached: lock !== undefined });
+    this.waitingForLock = lock !== undefined;
     this.child.stdout!.setEncoding('utf8');
     this.child.stdout!.on('data', (chunk: string) => this.onData(chunk));
     this.child.stdin!.on('error', () => undefined); // reported through 'close'
     this.child.on('error', (err) => this.fail(new ToolError(`cannot start ip: ${err.message}`)));
     this.child.on('close', (status) => {
+      this.exitStatus = status;
+      this.waitingForLock = false;
       const output = this.queue.flatMap((p) => p.lines).concat(this.partial).join('; ').trim();
-      const why = status === 127 ? `ip not found on PATH (${process.env.PATH ?? ''}): install iproute2` : `ip exited (status ${status})${output ? `: ${output}` : ''}`;
+      const why =
+        status === 127
+          ? `ip or flock not found on PATH (${process.env.PATH ?? ''}): install iproute2 and util-linux`
+          : lock && status === LOCK_CONFLICT_STATUS
+            ? `the host lock was not free within ${lock.timeoutSeconds}s`
+            : `ip exited (status ${status})${output ? `: ${output}` : ''}`;
       this.fail(new ToolError(why));
     });
     this.idle();
+    // ip reads its first line only once flock(1) has the lock: the answer to
+    // a bare end marker says it has. (Waiting for it keeps node alive.)
+    this.locked = lock
+      ? this.command(null).then(() => {
+          this.waitingForLock = false;
+        })
+      : undefined;
+    this.locked?.catch(() => undefined); // whoever needs the lock awaits it and sees the failure
+  }
+
+  /** Stop a session still waiting for the lock (its hook no longer needs it); a running ip just ends. */
+  abandon(): void {
+    if (!this.waitingForLock || this.child.pid === undefined) return;
+    try {
+      process.kill(-this.child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 
   // Idle, the session must not keep node alive; waiting for an answer, it must.
@@ -265,14 +320,14 @@ export class IpSession {
     for (const p of this.queue.splice(0)) p.reject(this.failure);
   }
 
-  /** Run one command; resolves with the lines it printed (JSON, or error text). */
-  command(line: string): Promise<string[]> {
+  /** Run one command (null: none, only the end marker); resolves with the lines it printed (JSON, or error text). */
+  command(line: string | null): Promise<string[]> {
     if (this.failure) return Promise.reject(this.failure);
-    if (/[\n\r]/.test(line)) return Promise.reject(new ToolError(`refusing an ip command with a line break: ${JSON.stringify(line)}`));
+    if (line !== null && /[\n\r]/.test(line)) return Promise.reject(new ToolError(`refusing an ip command with a line break: ${JSON.stringify(line)}`));
     return new Promise((resolve, reject) => {
       this.queue.push({ lines: [], resolve, reject });
       this.busy();
-      this.child.stdin!.write(`${line}\n${MARKER_COMMAND}\n`);
+      this.child.stdin!.write(line === null ? `${MARKER_COMMAND}\n` : `${line}\n${MARKER_COMMAND}\n`);
     });
   }
 
@@ -284,15 +339,21 @@ export class IpSession {
 
 let session: IpSession | undefined;
 
-/** Start the shared session now (idempotent), so its start-up overlaps other work. */
-export function startSession(): IpSession {
-  if (!session || session.failed) session = new IpSession();
+/**
+ * Start the shared session now (idempotent), so its start-up overlaps other
+ * work; with `lock`, it takes the host lock first (SessionLock). A session
+ * that replaces one that failed takes no lock: a first one that failed after
+ * taking it leaves it with the hook's descriptor.
+ */
+export function startSession(lock?: SessionLock): IpSession {
+  if (!session || session.failed) session = new IpSession(session ? undefined : lock);
   return session;
 }
 
-/** End the shared session (ip exits when its stdin closes). */
+/** End the shared session (ip exits when its stdin closes; one still waiting for the lock is stopped). */
 export function endSession(): void {
   session?.close();
+  session?.abandon();
   session = undefined;
 }
 

@@ -490,28 +490,30 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
   // 0700 dir, 0600 file: anyone who can open the lock file can hold the lock (flock needs no write access).
   const path = join(ensureStateDir(), 'lock');
   if (lockHeldByParent(path)) return withParentsLock(path, holder, fn);
-  const timeout = lockTimeoutSeconds();
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  const taken = early;
+  early = undefined;
+  if (taken && !taken.acquisition) closeSync(taken.fd);
+  const timeout = taken?.timeoutSeconds ?? lockTimeoutSeconds();
+  const fd = taken?.acquisition ? taken.fd : openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   try {
-    const r = spawnSync('flock', ['--exclusive', '--wait', String(timeout), '--conflict-exit-code', String(FLOCK_CONFLICT), '3'], {
-      stdio: ['ignore', 'ignore', 'pipe', fd],
-    });
-    if (r.error) {
-      throw new ToolError(`cannot run flock(1) to take the host lock (${(r.error as NodeJS.ErrnoException).code}): install util-linux`);
-    }
-    if (r.status === FLOCK_CONFLICT) {
-      let current = '';
+    if (taken?.acquisition) {
       try {
-        current = readFileSync(fd, 'utf8').trim();
-      } catch {
-        // only for the message
+        await taken.acquisition.held;
+      } catch (err) {
+        if (taken.acquisition.timedOut()) throw lockTimeout(path, fd, timeout);
+        throw err;
       }
-      throw new LockTimeoutError(
-        `timed out after ${timeout}s waiting for the host lock ${path}${current ? ` (held by ${current})` : ''}; set VXVIRT_LOCK_TIMEOUT to wait longer`,
-      );
-    }
-    if (r.status !== 0) {
-      throw new ToolError(`flock(1) failed on ${path}: ${String(r.stderr).trim() || `exit status ${r.status}`}`);
+    } else {
+      const r = spawnSync('flock', ['--exclusive', '--wait', String(timeout), '--conflict-exit-code', String(FLOCK_CONFLICT), '3'], {
+        stdio: ['ignore', 'ignore', 'pipe', fd],
+      });
+      if (r.error) {
+        throw new ToolError(`cannot run flock(1) to take the host lock (${(r.error as NodeJS.ErrnoException).code}): install util-linux`);
+      }
+      if (r.status === FLOCK_CONFLICT) throw lockTimeout(path, fd, timeout);
+      if (r.status !== 0) {
+        throw new ToolError(`flock(1) failed on ${path}: ${String(r.stderr).trim() || `exit status ${r.status}`}`);
+      }
     }
     // Say who holds it, for the timeout message of whoever waits next.
     ftruncateSync(fd, 0);
@@ -522,6 +524,50 @@ export async function withHostLock<T>(holder: string, fn: () => Promise<T>): Pro
     heldLock = undefined;
     closeSync(fd);
   }
+}
+
+function lockTimeout(path: string, fd: number, timeout: number): LockTimeoutError {
+  let current = '';
+  try {
+    current = readFileSync(fd, 'utf8').trim();
+  } catch {
+    // only for the message
+  }
+  return new LockTimeoutError(`timed out after ${timeout}s waiting for the host lock ${path}${current ? ` (held by ${current})` : ''}; set VXVIRT_LOCK_TIMEOUT to wait longer`);
+}
+
+/** Someone else locking this process's lock descriptor for it (iproute.ts's SessionLock). */
+export interface LockAcquisition {
+  /** Resolves once the lock is held; rejects if it will not be. */
+  held: Promise<void>;
+  /** After `held` rejected: whether because the lock stayed taken until the timeout. */
+  timedOut(): boolean;
+}
+
+/** The lock descriptor openHostLockEarly gave out, until withHostLock takes it over. */
+let early: { fd: number; timeoutSeconds: number; acquisition?: LockAcquisition } | undefined;
+
+/**
+ * Open the host lock file now, for another process to lock this descriptor
+ * while this one does other work (the hook's `ip` session: iproute.ts); the
+ * next withHostLock then waits for `acquisition` (lockAcquiredBy) instead of
+ * running flock(1) itself. Undefined when that cannot be set up: withHostLock
+ * then does it all, and reports what fails.
+ */
+export function openHostLockEarly(): { fd: number; timeoutSeconds: number } | undefined {
+  try {
+    const path = join(ensureStateDir(), 'lock');
+    const timeoutSeconds = lockTimeoutSeconds();
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    early = { fd, timeoutSeconds };
+    return { fd, timeoutSeconds };
+  } catch {
+    return undefined;
+  }
+}
+
+export function lockAcquiredBy(acquisition: LockAcquisition): void {
+  if (early) early.acquisition = acquisition;
 }
 
 /**

@@ -27,6 +27,7 @@ interface HookSummary {
   scaleRatio: number;
   shellScaleRatio: number;
   ignoredWorst: number;
+  shellFloor: number;
   burstPrepareTotal: number;
   burstPrepareLongest: number;
   burstReleaseTotal: number;
@@ -92,7 +93,7 @@ out();
 out('| target | result | |');
 out('|---|---|---|');
 out(`| lifecycle vs shell hook ≤ 1.5 (aim ≤ 1.0) | ${s.lifecycleRatio.toFixed(2)} (at scale ${s.lifecycleRatioAtScale.toFixed(2)}) | ${verdict(s.lifecycleRatio <= 1.5)} |`);
-out(`| ignored operations and domains without vxvirt NICs ≤ 10 ms | worst median ${ms(s.ignoredWorst)} ms | ${verdict(s.ignoredWorst <= 10)} |`);
+out(`| ignored operations and domains without vxvirt NICs ≤ 10 ms | worst median ${ms(s.ignoredWorst)} ms; a shell hook that only exits: ${ms(s.shellFloor)} ms here | ${verdict(s.ignoredWorst <= 10)} |`);
 // The shell hook's own change between the two phases is drift of the machine: divided out, what is left is vxvirt's growth.
 const corrected = s.scaleRatio / s.shellScaleRatio;
 out(`| scale: 1,000 networks + 500 domains ≤ 1.15 × 1 network | ${s.scaleRatio.toFixed(2)}; the shell hook in the same rounds ${s.shellScaleRatio.toFixed(2)}, so vxvirt's own growth ${corrected.toFixed(2)} | ${verdict(s.scaleRatio <= 1.15)}${s.scaleRatio > 1.15 && corrected <= 1.15 ? ' (met once drift is divided out)' : ''} |`);

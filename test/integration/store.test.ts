@@ -72,21 +72,27 @@ function processState(pid: number): string | undefined {
 }
 
 /**
- * Whether `pid` has a flock(1) child: the hook takes the host lock by handing
- * its lock file to flock(1), which lives only while it waits for the lock (a
- * free lock is taken at once). Read from /proc/PID/stat rather than
- * /proc/locks, which inside a PID namespace leaves out a lock whose taker
- * (that flock(1)) has exited, and with it the processes waiting for it.
+ * Whether `pid` waits in a flock(1) of its own: the hook takes the host lock
+ * by handing its lock file to flock(1) — run by its `ip` session's shell
+ * (a grandchild), or by the hook itself — which lives only while it waits
+ * for the lock (a free lock is taken at once). Read from /proc/PID/stat
+ * rather than /proc/locks, which inside a PID namespace leaves out a lock
+ * whose taker (that flock(1)) has exited, and with it the processes waiting
+ * for it.
  */
 function waitsInFlock(pid: number): boolean {
+  const parents = new Map<number, { comm: string; ppid: number }>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const m = /^\d+ \((.*)\) \S (\d+)/.exec(readFileSync(`/proc/${entry}/stat`, 'utf8'));
-      if (m && m[1] === 'flock' && Number(m[2]) === pid) return true;
+      if (m) parents.set(Number(entry), { comm: m[1]!, ppid: Number(m[2]) });
     } catch {
       // gone meanwhile
     }
+  }
+  for (const p of parents.values()) {
+    if (p.comm === 'flock' && (p.ppid === pid || parents.get(p.ppid)?.ppid === pid)) return true;
   }
   return false;
 }
