@@ -292,7 +292,7 @@ crash.before((ctx) => {
 });
 crash.after(async (ctx) => {
   await ctx.workers;
-  for (const host of ctx.hosts) host.destroy();
+  for (const host of ctx.hosts ?? []) host.destroy();
   rmSync(ctx.dir, { recursive: true, force: true });
   process.stdout.write(`\n  crash matrix (point x scenario x recovery):\n${results.map((l) => `    ${l}`).join('\n')}\n`);
 });
