@@ -16,13 +16,18 @@
 // nothing, so 'ensure:applied' and 'apply:links-done' never come; a non-last
 // release finds no unused pair to plan a teardown for) cannot crash there:
 // one test per scenario checks that the hook indeed runs past them.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+//
+// Each combination starts from a reset host and touches nothing outside its
+// own network namespace and state dir, so HOSTS hosts run them at once: each
+// test awaits the outcome of its own combination, which ran on whichever
+// host was free.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildCrashBundle, crashPointsInSource } from '../support/crash-bundle.ts';
-import { bridgeNic, domainXml, portHookData, repo, TestHost, type IpLink, type Result } from '../support/netns.ts';
+import { bridgeNic, domainXml, portHookData, repo, shAsync, TestHost, type IpLink, type Result } from '../support/netns.ts';
 
 const NO_LIBVIRT = { LIBVIRT_DEFAULT_URI: 'qemu:///system?socket=/nonexistent/libvirt-sock' };
 const GROUP_BASE = 0x76000000;
@@ -48,14 +53,17 @@ function ok(r: Result, what: string): void {
   assert.is(r.status, 0, `${what}: exit ${r.status}${r.signal ? ` (${r.signal})` : ''}, stderr: ${r.stderr}`);
 }
 
-const hook = (host: TestHost, v: Vm, op: 'prepare' | 'release', env: Record<string, string> = {}): Result =>
-  host.hook(v.name, op, op === 'prepare' ? 'begin' : 'end', v.xml, env);
+// Every host command is awaited, not run with spawnSync: that would block the
+// combinations running on the other hosts.
+/** The qemu hook as libvirt runs it (hooks/qemu); after a release, it waits for the host lock (TestHost.settle). */
+const hook = (host: TestHost, v: Vm, op: 'prepare' | 'release', env: Record<string, string> = {}): Promise<Result> =>
+  host.hookAsync(v.name, op, op === 'prepare' ? 'begin' : 'end', v.xml, env);
 
-const cli = (host: TestHost, ...args: string[]): Result => host.exec(process.execPath, [join(repo, 'dist/cli.js'), ...args], '', NO_LIBVIRT);
+const cli = (host: TestHost, ...args: string[]): Promise<Result> => host.execAsync(process.execPath, [join(repo, 'dist/cli.js'), ...args], '', NO_LIBVIRT);
 
 /** Back to a host with the definitions and nothing else: no devices of vxvirt's, no state. */
-function reset(host: TestHost): void {
-  for (const name of host.linkNames()) if (/^vx|^vnet/.test(name)) host.exec('ip', ['link', 'del', name]);
+async function reset(host: TestHost): Promise<void> {
+  for (const l of await links(host)) if (/^vx|^vnet/.test(l.ifname)) await shAsync('ip', ['-n', host.ns, 'link', 'del', l.ifname]);
   rmSync(host.env.VXVIRT_STATE_DIR, { recursive: true, force: true });
 }
 
@@ -69,21 +77,33 @@ interface StatusRow {
   drift: Array<{ detail: string }>;
 }
 
-function links(host: TestHost): IpLink[] {
-  return JSON.parse(host.ip('-d', '-j', 'link', 'show')) as IpLink[];
+async function links(host: TestHost): Promise<IpLink[]> {
+  const r = await shAsync('ip', ['-n', host.ns, '-d', '-j', 'link', 'show']);
+  assert.is(r.status, 0, `ip link show: ${r.stderr}`);
+  return JSON.parse(r.stdout) as IpLink[];
 }
 
+/** The *.json files under the host's state dir (or its subdir `under`): a plain directory, read from here. */
 function stateFiles(host: TestHost, under = ''): string[] {
-  const r = host.exec('find', [join(host.env.VXVIRT_STATE_DIR, under), '-name', '*.json']);
-  return r.stdout.split('\n').filter(Boolean);
+  const dir = join(host.env.VXVIRT_STATE_DIR, under);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => join(dir, f));
 }
 
 /** The invariants a converged host holds. */
-function assertConverged(host: TestHost, where: string): void {
-  const status = JSON.parse(cli(host, 'status', '--json').stdout) as StatusRow[];
+async function assertConverged(host: TestHost, where: string): Promise<void> {
+  const r = await cli(host, 'status', '--json');
+  ok(r, `${where}: vxvirt status --json`);
+  const status = JSON.parse(r.stdout) as StatusRow[];
   assert.equal(status.filter((r) => !r.defined).map((r) => r.vni), [], `${where}: no devices of undefined networks`);
   const byVni = new Map(status.map((r) => [r.vni, r]));
-  for (const l of links(host)) {
+  // One look at the devices, after status (which waits for the host lock): the same facts as asking for each.
+  const devices = await links(host);
+  const link = (name: string) => devices.find((l) => l.ifname === name);
+  for (const l of devices) {
     const vni = Number(l.group) - GROUP_BASE;
     if (!(vni >= 1 && vni <= 0xffffff)) continue;
     const users = byVni.get(vni)?.domains.map((d) => d.name) ?? [];
@@ -94,22 +114,22 @@ function assertConverged(host: TestHost, where: string): void {
     const who = `${where}: network ${r.name}, used by ${r.domains.map((d) => d.name).join(',')}`;
     assert.ok(r.bridge.exists && r.bridge.owned && r.vxlan.exists && r.vxlan.owned, `${who}: its pair is missing`);
     assert.equal(r.drift, [], `${who}: its devices differ from the definition`);
-    const vx = host.link(`vxlan${r.vni}`);
-    const br = host.link(`vxbr${r.vni}`);
+    const vx = link(`vxlan${r.vni}`);
+    const br = link(`vxbr${r.vni}`);
     assert.is(vx?.master, `vxbr${r.vni}`, `${who}: vxlan is a port of the bridge`);
     assert.ok(vx?.flags.includes('UP') && br?.flags.includes('UP'), `${who}: both up`);
   }
   assert.equal(stateFiles(host, 'releasing'), [], `${where}: a release is still pending`);
   // The lock is free: a hook that must take it succeeds within one second (and undoes itself).
-  ok(hook(host, probe, 'prepare', { VXVIRT_LOCK_TIMEOUT: '1' }), `${where}: probe prepare with a 1 s lock timeout`);
-  ok(hook(host, probe, 'release', { VXVIRT_LOCK_TIMEOUT: '1' }), `${where}: probe release with a 1 s lock timeout`);
-  assert.is(host.link('vxbr49'), undefined, `${where}: the probe left nothing`);
+  ok(await hook(host, probe, 'prepare', { VXVIRT_LOCK_TIMEOUT: '1' }), `${where}: probe prepare with a 1 s lock timeout`);
+  ok(await hook(host, probe, 'release', { VXVIRT_LOCK_TIMEOUT: '1' }), `${where}: probe release with a 1 s lock timeout`);
+  assert.equal((await links(host)).filter((l) => l.ifname === 'vxbr49'), [], `${where}: the probe left nothing`);
 }
 
 /** libvirt's remaining releases; then not a device, not a state file may be left. */
-function assertAllReleased(host: TestHost, running: readonly Vm[], where: string): void {
-  for (const v of running) ok(hook(host, v, 'release'), `${where}: final release of ${v.name}`);
-  const left = links(host).filter((l) => Number(l.group) - GROUP_BASE > 0).map((l) => l.ifname);
+async function assertAllReleased(host: TestHost, running: readonly Vm[], where: string): Promise<void> {
+  for (const v of running) ok(await hook(host, v, 'release'), `${where}: final release of ${v.name}`);
+  const left = (await links(host)).filter((l) => Number(l.group) - GROUP_BASE > 0).map((l) => l.ifname);
   assert.equal(left, [], `${where}: vxvirt devices left after every domain was released`);
   assert.equal(stateFiles(host), [], `${where}: state files left after every domain was released`);
 }
@@ -161,7 +181,7 @@ const scenarios: Scenario[] = [
 interface Recovery {
   name: string;
   /** Runs the recovery; returns the domains libvirt still considers started afterwards. */
-  run(host: TestHost, s: Scenario, started: Vm[]): Vm[];
+  run(host: TestHost, s: Scenario, started: Vm[]): Promise<Vm[]>;
 }
 
 const recoveries: Recovery[] = [
@@ -169,27 +189,27 @@ const recoveries: Recovery[] = [
     // What libvirt itself does next for that domain: a failed start is
     // released; a stopped domain is, some time later, started again.
     name: 'same domain, next hook',
-    run: (host, s, started) => {
+    run: async (host, s, started) => {
       if (s.op === 'prepare' || s.op === 'unplug') {
         // A failed start is released; after an unplug, the domain's next hook is (at the latest) its stop.
-        ok(hook(host, s.target, 'release'), s.op === 'prepare' ? 'release after the failed start' : 'the domain stops');
+        ok(await hook(host, s.target, 'release'), s.op === 'prepare' ? 'release after the failed start' : 'the domain stops');
         return started.filter((v) => v !== s.target);
       }
-      ok(hook(host, s.target, 'prepare'), 'the domain starts again');
+      ok(await hook(host, s.target, 'prepare'), 'the domain starts again');
       return [...started.filter((v) => v !== s.target), s.target];
     },
   },
   {
     name: 'another domain, next hook',
-    run: (host, _s, started) => {
-      ok(hook(host, vmC, 'prepare'), 'vm-c starts on the network');
+    run: async (host, _s, started) => {
+      ok(await hook(host, vmC, 'prepare'), 'vm-c starts on the network');
       return [...started, vmC];
     },
   },
   {
     name: 'vxvirt reconcile',
-    run: (host, _s, started) => {
-      const r = cli(host, 'reconcile');
+    run: async (host, _s, started) => {
+      const r = await cli(host, 'reconcile');
       ok(r, `reconcile (stdout: ${r.stdout})`);
       return started;
     },
@@ -198,22 +218,81 @@ const recoveries: Recovery[] = [
 
 const results: string[] = [];
 
-const crash = suite<{ host: TestHost; bundle: string; networkBundle: string; dir: string }>('crash safety');
+/**
+ * How many hosts run combinations at once. One combination runs one process
+ * at a time (hook, CLI, ip), which leaves a core idle part of the time; on
+ * two cores, two hosts took the file from 213 s to 158 s, three were no
+ * faster (the processes' CPU is then the limit).
+ */
+const HOSTS = 2;
+
+interface Bundles {
+  bundle: string;
+  networkBundle: string;
+}
+
+/** One test's work, run on whichever host is free: its lines for the matrix printout, or what it threw. */
+interface Combination {
+  run(host: TestHost, bundles: Bundles): Promise<string[]>;
+  outcome: Promise<{ lines: string[] } | { error: unknown }>;
+  settle(o: { lines: string[] } | { error: unknown }): void;
+}
+const combinations: Combination[] = [];
+
+/** Register a test whose body runs on a host of the pool; the test fails with what the body threw. */
+function combination(name: string, run: Combination['run']): void {
+  let settle!: Combination['settle'];
+  const outcome = new Promise<{ lines: string[] } | { error: unknown }>((resolve) => (settle = resolve));
+  const c: Combination = { run, outcome, settle };
+  combinations.push(c);
+  crash(name, async () => {
+    const o = await c.outcome;
+    if ('error' in o) throw o.error;
+    results.push(...o.lines);
+  });
+}
+
+/** The networks every combination uses, defined on a fresh host. */
+async function defineNetworks(host: TestHost): Promise<void> {
+  host.addUnderlay();
+  // Unicast peers: ensuring it takes an ip batch and a bridge batch.
+  ok(await cli(host, 'define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101', '--remote', '192.168.8.102'), 'define tut');
+  ok(await cli(host, 'define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1'), 'define mc');
+  ok(await cli(host, 'define-network', '--no-libvirt', 'probe', '--vni', '49', '--dev', 'ens47f1', '--group', '239.1.1.9'), 'define probe');
+}
+
+/** Set up a host, then run the combinations not yet taken, in order, until none is left. */
+async function worker(host: TestHost, bundles: Bundles, next: { index: number }): Promise<void> {
+  // What setting the host up threw: each combination it takes fails with that (none may be left waiting).
+  let broken: { error: unknown } | undefined;
+  try {
+    await defineNetworks(host);
+  } catch (error) {
+    broken = { error };
+  }
+  for (let c = combinations[next.index++]; c; c = combinations[next.index++]) {
+    try {
+      c.settle(broken ?? { lines: await c.run(host, bundles) });
+    } catch (error) {
+      c.settle({ error });
+    }
+  }
+}
+
+const crash = suite<Bundles & { hosts: TestHost[]; dir: string; workers: Promise<void[]> }>('crash safety');
 
 crash.before((ctx) => {
   ctx.dir = mkdtempSync(join(tmpdir(), 'vxvirt-crash-'));
   ctx.bundle = buildCrashBundle(ctx.dir);
   ctx.networkBundle = buildCrashBundle(ctx.dir, 'network-hook');
-  ctx.host = new TestHost('crash');
-  const host = ctx.host;
-  host.addUnderlay();
-  // Unicast peers: ensuring it takes an ip batch and a bridge batch.
-  ok(cli(host, 'define-network', '--no-libvirt', 'tut', '--vni', '42', '--dev', 'ens47f1', '--local', '192.168.8.100', '--remote', '192.168.8.101', '--remote', '192.168.8.102'), 'define tut');
-  ok(cli(host, 'define-network', '--no-libvirt', 'mc', '--vni', '43', '--dev', 'ens47f1', '--group', '239.1.1.1'), 'define mc');
-  ok(cli(host, 'define-network', '--no-libvirt', 'probe', '--vni', '49', '--dev', 'ens47f1', '--group', '239.1.1.9'), 'define probe');
+  ctx.hosts = Array.from({ length: HOSTS }, () => new TestHost('crash'));
+  // Not awaited here: the tests await their own combinations' outcomes.
+  const next = { index: 0 };
+  ctx.workers = Promise.all(ctx.hosts.map((host) => worker(host, { bundle: ctx.bundle, networkBundle: ctx.networkBundle }, next)));
 });
-crash.after((ctx) => {
-  ctx.host.destroy();
+crash.after(async (ctx) => {
+  await ctx.workers;
+  for (const host of ctx.hosts ?? []) host.destroy();
   rmSync(ctx.dir, { recursive: true, force: true });
   process.stdout.write(`\n  crash matrix (point x scenario x recovery):\n${results.map((l) => `    ${l}`).join('\n')}\n`);
 });
@@ -233,12 +312,12 @@ crash('production bundles carry no crash points; the test bundles do', ({ bundle
 });
 
 /** Run the target's hook for the scenario's operation, with env (a crash or pause point). */
-function runTarget(host: TestHost, s: Scenario, bundle: string, networkBundle: string, env: Record<string, string>): Result {
+async function runTarget(host: TestHost, s: Scenario, { bundle, networkBundle }: Bundles, env: Record<string, string>): Promise<Result> {
   if (s.op === 'unplug') {
-    ok(host.networkHook('mc', 'port-created', 'begin', hotplugPort(s.target)), 'the hot-plug (port-created)');
-    return host.exec(process.execPath, [networkBundle, 'mc', 'port-deleted', 'begin', '-'], hotplugPort(s.target), env);
+    ok(await host.networkHookAsync('mc', 'port-created', 'begin', hotplugPort(s.target)), 'the hot-plug (port-created)');
+    return host.execAsync(process.execPath, [networkBundle, 'mc', 'port-deleted', 'begin', '-'], hotplugPort(s.target), env);
   }
-  return host.exec(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, env);
+  return host.execAsync(process.execPath, [bundle, s.target.name, s.op, s.op === 'prepare' ? 'begin' : 'end', '-'], s.target.xml, env);
 }
 
 /** The domains libvirt considers started once the target's hook is through. */
@@ -249,37 +328,39 @@ for (const s of scenarios) {
   const offPath = points.filter((p) => !s.reached.includes(p));
   for (const point of s.reached) {
     for (const rec of recoveries) {
-      crash(`${point} | ${s.name} | ${rec.name}`, ({ host, bundle, networkBundle }) => {
+      combination(`${point} | ${s.name} | ${rec.name}`, async (host, bundles) => {
         const where = `${point} in ${s.name}, recovered by ${rec.name}`;
-        reset(host);
-        for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
+        await reset(host);
+        for (const v of s.before) ok(await hook(host, v, 'prepare'), `prepare ${v.name}`);
         let started = startedAfter(s);
-        const killed = runTarget(host, s, bundle, networkBundle, { VXVIRT_CRASH_AT: point });
+        const killed = await runTarget(host, s, bundles, { VXVIRT_CRASH_AT: point });
         if (CHILD_POINTS.includes(point)) {
           ok(killed, `${where}: the hook itself`);
-          host.settle();
+          await host.settleAsync();
           const left = stateFiles(host, 'releasing').length;
           assert.is(left, 1, `${where}: the killed child left its release pending (releasing/ holds ${left} files)`);
         } else assert.is(killed.signal, 'SIGKILL', `${where}: the hook died of SIGKILL (status ${killed.status}, stderr ${killed.stderr})`);
-        started = rec.run(host, s, started);
-        assertConverged(host, where);
-        assertAllReleased(host, started, where);
-        results.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${rec.name.padEnd(26)} converged`);
+        started = await rec.run(host, s, started);
+        await assertConverged(host, where);
+        await assertAllReleased(host, started, where);
+        return [`${point.padEnd(24)} ${s.name.padEnd(40)} ${rec.name.padEnd(26)} converged`];
       });
     }
   }
   if (offPath.length === 0) continue;
-  crash(`${s.name}: ${offPath.join(', ')} are not on its path (the hook runs past them)`, ({ host, bundle, networkBundle }) => {
+  combination(`${s.name}: ${offPath.join(', ')} are not on its path (the hook runs past them)`, async (host, bundles) => {
+    const lines: string[] = [];
     for (const point of offPath) {
       const where = `${point} in ${s.name}`;
-      reset(host);
-      for (const v of s.before) ok(hook(host, v, 'prepare'), `prepare ${v.name}`);
+      await reset(host);
+      for (const v of s.before) ok(await hook(host, v, 'prepare'), `prepare ${v.name}`);
       const started = startedAfter(s);
-      ok(runTarget(host, s, bundle, networkBundle, { VXVIRT_CRASH_AT: point }), `${where}: the hook runs to the end`);
-      assertConverged(host, where);
-      assertAllReleased(host, started, where);
-      results.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${'-'.padEnd(26)} not on the path: ran to the end`);
+      ok(await runTarget(host, s, bundles, { VXVIRT_CRASH_AT: point }), `${where}: the hook runs to the end`);
+      await assertConverged(host, where);
+      await assertAllReleased(host, started, where);
+      lines.push(`${point.padEnd(24)} ${s.name.padEnd(40)} ${'-'.padEnd(26)} not on the path: ran to the end`);
     }
+    return lines;
   });
 }
 

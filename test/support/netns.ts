@@ -26,6 +26,24 @@ export function sh(cmd: string, args: readonly string[], input?: string, env?: N
   return { status: r.status ?? -1, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** sh() without blocking: for tests that run several hosts at once in one process. */
+export function shAsync(cmd: string, args: readonly string[], input?: string, env?: NodeJS.ProcessEnv): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    // As in sh(): a process that exits without reading its input is fine.
+    child.stdin.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') reject(e);
+    });
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status: status ?? -1, signal, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
 export function must(cmd: string, args: readonly string[], input?: string): string {
   const r = sh(cmd, args, input);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
@@ -72,6 +90,11 @@ export class TestHost {
     return sh('ip', this.inside(cmd, args, extraEnv), input);
   }
 
+  /** exec() without blocking. */
+  execAsync(cmd: string, args: readonly string[], input?: string, extraEnv: Record<string, string> = {}): Promise<Result> {
+    return shAsync('ip', this.inside(cmd, args, extraEnv), input);
+  }
+
   /**
    * Wait until nobody holds the host lock. A release (or port-deleted) hands
    * the deletion of a pair to a process that keeps the lock until it is
@@ -82,6 +105,14 @@ export class TestHost {
     const lock = join(this.env.VXVIRT_STATE_DIR, 'lock');
     if (!existsSync(lock)) return;
     const r = sh('flock', ['--shared', '--wait', '30', lock, 'true']);
+    if (r.status !== 0) throw new Error(`the host lock ${lock} was not free within 30 s: ${r.stderr}`);
+  }
+
+  /** settle() without blocking. */
+  async settleAsync(): Promise<void> {
+    const lock = join(this.env.VXVIRT_STATE_DIR, 'lock');
+    if (!existsSync(lock)) return;
+    const r = await shAsync('flock', ['--shared', '--wait', '30', lock, 'true']);
     if (r.status !== 0) throw new Error(`the host lock ${lock} was not free within 30 s: ${r.stderr}`);
   }
 
@@ -99,20 +130,18 @@ export class TestHost {
     return r;
   }
 
-  /** The hook without waiting for it, as libvirtd runs it for two domains at once. */
-  hookAsync(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Promise<Result> {
-    return new Promise((resolve) => {
-      const child = spawn('ip', this.inside(this.hookPath, [domain, op, subop, '-'], extraEnv));
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (status) => {
-        if (op === 'release') this.settle();
-        resolve({ status: status ?? -1, stdout, stderr });
-      });
-      child.stdin.end(xml);
-    });
+  /** The hook without waiting for it, as libvirtd runs it for two domains at once; after a release, settles (without blocking). */
+  async hookAsync(domain: string, op: string, subop: string, xml: string, extraEnv: Record<string, string> = {}): Promise<Result> {
+    const r = await this.execAsync(this.hookPath, [domain, op, subop, '-'], xml, extraEnv);
+    if (op === 'release') await this.settleAsync();
+    return r;
+  }
+
+  /** networkHook() without blocking. */
+  async networkHookAsync(network: string, op: string, subop: string, hookData: string, extraEnv: Record<string, string> = {}): Promise<Result> {
+    const r = await this.execAsync(this.networkHookPath, [network, op, subop, '-'], hookData, extraEnv);
+    if (op === 'port-deleted') await this.settleAsync();
+    return r;
   }
 
   vxvirt(...args: string[]): Result {
