@@ -172,4 +172,22 @@ it('the lock not free in time: one line, exit 0, nothing changed', (ctx) => {
   assert.ok(host.link('vxbr42'), 'the pair is untouched');
 });
 
+it("VXVIRT_LOCK_HELD_BY_PARENT from a parent that does not hold the lock: node takes it itself, and waits", (ctx) => {
+  const { host } = ctx;
+  ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare vm-a');
+  writeFileSync(lockPath(host), 'pid 1: someone else\n');
+  const holder = spawn('flock', ['--exclusive', lockPath(host), 'sleep', '30'], { stdio: 'ignore' });
+  try {
+    // fd 9 is the lock file, open but not locked by this shell; node is its child.
+    const script = `exec 9<"$1"; shift; VXVIRT_LOCK_HELD_BY_PARENT=9 VXVIRT_LOCK_TIMEOUT=1 "$@" 9<&-; exit $?`;
+    const r = host.exec('sh', ['-c', script, 'sh', lockPath(host), process.execPath, join(repo, 'dist/hook.cjs'), 'vm-a', 'release', 'end', '-'], vmA);
+    assert.is(r.status, 0, 'release exits 0');
+    assert.match(r.stderr, /^vxvirt: timed out after 1s waiting for the host lock .* \(held by pid 1: someone else\)/, 'it waited for the lock like any hook');
+  } finally {
+    holder.kill();
+  }
+  host.settle();
+  assert.equal([journal(host, 'domains'), journal(host, 'releasing'), users(host)], [[`${uuidA}.json`], [], ['vm-a']], 'nothing changed without the lock');
+});
+
 it.run();
