@@ -155,39 +155,41 @@ it('an error in the background goes to the change log, and the journal stays for
   assert.ok(host.link('vxbr42'), 'no device was touched');
 });
 
-it('the lock not free in time: one line, exit 0, nothing changed', (ctx) => {
-  const { host } = ctx;
+/**
+ * vm-a started, then its release run by `release` while another process
+ * holds the host lock (and has named itself in the lock file); afterwards
+ * nothing may have changed: vm-a recorded, nothing journaled, its pair there.
+ */
+function releaseWhileLockTaken(host: TestHost, release: () => Result): Result {
   ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare vm-a');
   writeFileSync(lockPath(host), 'pid 1: someone else\n');
   const holder = spawn('flock', ['--exclusive', lockPath(host), 'sleep', '30'], { stdio: 'ignore' });
+  let r: Result;
   try {
-    const r = host.exec(host.hookPath, ['vm-a', 'release', 'end', '-'], vmA, { VXVIRT_LOCK_TIMEOUT: '1' });
-    assert.is(r.status, 0, 'release always exits 0');
-    assert.equal(r.stderr.split('\n'), [`vxvirt: timed out after 1s waiting for the host lock ${lockPath(host)} (held by pid 1: someone else); set VXVIRT_LOCK_TIMEOUT to wait longer`, '']);
+    r = release();
   } finally {
     holder.kill();
   }
   host.settle();
   assert.equal([journal(host, 'domains'), journal(host, 'releasing'), users(host)], [[`${uuidA}.json`], [], ['vm-a']], 'vm-a is still recorded, nothing journaled');
   assert.ok(host.link('vxbr42'), 'the pair is untouched');
+  return r;
+}
+
+it('the lock not free in time: one line, exit 0, nothing changed', (ctx) => {
+  const { host } = ctx;
+  const r = releaseWhileLockTaken(host, () => host.exec(host.hookPath, ['vm-a', 'release', 'end', '-'], vmA, { VXVIRT_LOCK_TIMEOUT: '1' }));
+  assert.is(r.status, 0, 'release always exits 0');
+  assert.equal(r.stderr.split('\n'), [`vxvirt: timed out after 1s waiting for the host lock ${lockPath(host)} (held by pid 1: someone else); set VXVIRT_LOCK_TIMEOUT to wait longer`, '']);
 });
 
 it("VXVIRT_LOCK_HELD_BY_PARENT from a parent that does not hold the lock: node takes it itself, and waits", (ctx) => {
   const { host } = ctx;
-  ok(host.hook('vm-a', 'prepare', 'begin', vmA), 'prepare vm-a');
-  writeFileSync(lockPath(host), 'pid 1: someone else\n');
-  const holder = spawn('flock', ['--exclusive', lockPath(host), 'sleep', '30'], { stdio: 'ignore' });
-  try {
-    // fd 9 is the lock file, open but not locked by this shell; node is its child.
-    const script = `exec 9<"$1"; shift; VXVIRT_LOCK_HELD_BY_PARENT=9 VXVIRT_LOCK_TIMEOUT=1 "$@" 9<&-; exit $?`;
-    const r = host.exec('sh', ['-c', script, 'sh', lockPath(host), process.execPath, join(repo, 'dist/hook.cjs'), 'vm-a', 'release', 'end', '-'], vmA);
-    assert.is(r.status, 0, 'release exits 0');
-    assert.match(r.stderr, /^vxvirt: timed out after 1s waiting for the host lock .* \(held by pid 1: someone else\)/, 'it waited for the lock like any hook');
-  } finally {
-    holder.kill();
-  }
-  host.settle();
-  assert.equal([journal(host, 'domains'), journal(host, 'releasing'), users(host)], [[`${uuidA}.json`], [], ['vm-a']], 'nothing changed without the lock');
+  // fd 9 is the lock file, open but not locked by this shell; node is its child.
+  const script = `exec 9<"$1"; shift; VXVIRT_LOCK_HELD_BY_PARENT=9 VXVIRT_LOCK_TIMEOUT=1 "$@" 9<&-; exit $?`;
+  const r = releaseWhileLockTaken(host, () => host.exec('sh', ['-c', script, 'sh', lockPath(host), process.execPath, join(repo, 'dist/hook.cjs'), 'vm-a', 'release', 'end', '-'], vmA));
+  assert.is(r.status, 0, 'release exits 0');
+  assert.match(r.stderr, /^vxvirt: timed out after 1s waiting for the host lock .* \(held by pid 1: someone else\)/, 'it waited for the lock like any hook');
 });
 
 it.run();
