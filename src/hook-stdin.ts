@@ -20,9 +20,16 @@ const INPUT_VARIABLE = 'VXVIRT_HOOK_INPUT';
  * child process.
  */
 export function takeInputFromEnvironment(): Buffer | undefined {
-  if (process.env[INPUT_VARIABLE] === undefined) return undefined;
+  const value = process.env[INPUT_VARIABLE];
+  if (value === undefined) return undefined;
   delete process.env[INPUT_VARIABLE];
-  const environ = readFileSync('/proc/self/environ');
+  let environ: Buffer;
+  try {
+    environ = readFileSync('/proc/self/environ');
+  } catch {
+    // No /proc (never so on a libvirt host): the value as node decoded it, where invalid UTF-8 shows as U+FFFD instead of being refused.
+    return Buffer.from(value, 'utf8');
+  }
   const prefix = Buffer.from(`${INPUT_VARIABLE}=`);
   for (let start = 0; start < environ.length; ) {
     let end = environ.indexOf(0, start);
