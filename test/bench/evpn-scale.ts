@@ -392,6 +392,13 @@ async function headEndPart(bench: Bench, f: Figures, files: Files): Promise<void
   await Promise.all(bench.hosts.map((h) => h.startGuest(101)));
   await waitFor(`every host to flood VNI 101 to the ${n - 1} others`, async () => (await Promise.all(bench.hosts.map((h) => h.floodDsts(101)))).every((d) => d.length === n - 1), { timeoutMs: 60_000 });
   const hasAbsent = async (want: boolean) => (await Promise.all(bench.hosts.map((h) => h.floodDsts(101)))).every((d) => d.includes(ABSENT) === want);
+  /** `file` applied on every host at once, checked to add (or remove) the peer everywhere; returns the ms it took. */
+  const applyOnAll = async (file: string, added: boolean, how: string): Promise<number> => {
+    const t0 = performance.now();
+    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', file)));
+    if (!(await hasAbsent(added))) throw new Error(`apply on every host${how}: ${added ? 'not every host floods to the added peer' : 'a host still floods to the removed peer'}`);
+    return performance.now() - t0;
+  };
   for (let round = 0; round < HEADEND_ROUNDS; round++) {
     // The file gains a peer; `vxvirt apply` on each host, one after the other (a fleet tool's loop).
     t = performance.now();
@@ -402,19 +409,10 @@ async function headEndPart(bench: Bench, f: Figures, files: Files): Promise<void
     }
     if (!(await hasAbsent(true))) throw new Error('apply on every host: not every host floods to the added peer');
     f.headSeq.push(performance.now() - t);
-    t = performance.now();
-    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
-    if (!(await hasAbsent(false))) throw new Error('apply on every host: a host still floods to the removed peer');
-    f.headParRemove.push(performance.now() - t);
+    f.headParRemove.push(await applyOnAll(files.base, false, ''));
     // The same, on all hosts at once.
-    t = performance.now();
-    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.withPeer)));
-    if (!(await hasAbsent(true))) throw new Error('apply on every host at once: not every host floods to the added peer');
-    f.headPar.push(performance.now() - t);
-    t = performance.now();
-    await Promise.all(bench.hosts.map((h) => h.vxvirt('apply', files.base)));
-    if (!(await hasAbsent(false))) throw new Error('apply on every host at once: a host still floods to the removed peer');
-    f.headParRemove.push(performance.now() - t);
+    f.headPar.push(await applyOnAll(files.withPeer, true, ' at once'));
+    f.headParRemove.push(await applyOnAll(files.base, false, ' at once'));
     note(`round ${round + 1}: a peer added on ${n} hosts one after the other ${f.headSeq.at(-1)!.toFixed(0)} ms, all at once ${f.headPar.at(-1)!.toFixed(0)} ms`);
   }
 }

@@ -53,6 +53,16 @@ function bundleVersion(root: string): string | undefined {
  * and again until the storm ends: at least ROUNDS rounds, and more until
  * MIN_SWAPS swaps happened during it. `swap` says what went wrong, if anything.
  */
+/** What every storm must end with: no failure, every prepare and release run, nothing left behind. */
+function assertStormLeftNothing(tally: Tally, left: ReturnType<typeof leftovers>, rounds: number): void {
+  assert.is(tally.failures.length, 0, `failures:\n${tally.failures.slice(0, 12).join('\n')}`);
+  assert.is(tally.prepares, DOMAINS * rounds);
+  assert.is(tally.releases, DOMAINS * rounds);
+  assert.equal(left.devices, [], 'no device leaked');
+  assert.equal(left.users, [], 'no user left');
+  assert.equal(left.stateFiles, [], 'no state file left');
+}
+
 async function stormWhileSwapping(host: TestHost, tally: Tally, swap: (i: number) => Promise<string | undefined>) {
   const swaps: number[] = [];
   const swapErrors: string[] = [];
@@ -159,13 +169,8 @@ it(`build over build: npm run build's swaps, two versions alternating, under ${D
   assert.equal(swapErrors, [], 'every build succeeded and put its version in place');
   assert.ok(swapsDuring >= MIN_SWAPS, `${swapsDuring} swaps during the storm`);
   assert.ok(acrossSwap > 0, 'hooks ran across swaps');
-  assert.is(tally.failures.length, 0, `failures:\n${tally.failures.slice(0, 12).join('\n')}`);
-  assert.is(tally.prepares, DOMAINS * rounds);
-  assert.is(tally.releases, DOMAINS * rounds);
-  assert.equal(left.devices, [], 'no device leaked');
-  assert.equal(left.users, [], 'no user left');
+  assertStormLeftNothing(tally, left, rounds);
   assert.not.ok(left.statusSeesDevices);
-  assert.equal(left.stateFiles, [], 'no state file left');
   // Only the built bundles are in dist/: no file written beside was left.
   assert.equal(readdirSync(join(root, 'dist')).sort(), ['cli.js', 'hook.cjs', 'network-hook.cjs']);
 });
@@ -258,12 +263,7 @@ it(`package over package: dpkg -i of one package over the other, back and forth,
     assert.equal(swapErrors, [], 'every dpkg -i succeeded and put its version in place');
     assert.ok(swapsDuring >= MIN_SWAPS, `${swapsDuring} upgrades during the storm`);
     assert.ok(acrossSwap > 0, 'hooks ran across upgrades');
-    assert.is(tally.failures.length, 0, `failures:\n${tally.failures.slice(0, 12).join('\n')}`);
-    assert.is(tally.prepares, DOMAINS * rounds);
-    assert.is(tally.releases, DOMAINS * rounds);
-    assert.equal(left.devices, [], 'no device leaked');
-    assert.equal(left.users, [], 'no user left');
-    assert.equal(left.stateFiles, [], 'no state file left');
+    assertStormLeftNothing(tally, left, rounds);
     // dpkg left nothing beside the files (no .dpkg-new, .dpkg-tmp).
     assert.equal(readdirSync(join(lib, 'dist')).sort(), ['cli.js', 'hook.cjs', 'network-hook.cjs']);
     assert.equal(readdirSync(join(lib, 'hooks')).sort(), ['network', 'qemu']);
